@@ -1,0 +1,130 @@
+"""Shared fixtures: a key pair in a temporary folder, the real server on an ephemeral loopback
+port, and helpers to mint tokens and send raw MCP requests to it."""
+
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import jwt
+import pytest
+
+from fastmcp_auth import client, server
+from fastmcp_auth.__main__ import write_keys
+
+ROOT = Path(server.__file__).resolve().parent
+BANNER = re.compile(r"Starting FastMCP server on (http://localhost:(\d+)/mcp)")
+INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {
+        "protocolVersion": "2025-11-25",
+        "capabilities": {},
+        "clientInfo": {"name": "tests", "version": "0"},
+    },
+}
+MCP_HEADERS = {"Accept": "application/json, text/event-stream"}
+
+
+@dataclass
+class Server:
+    proc: subprocess.Popen
+    url: str
+    port: int
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def post(self, token: str | None = None, headers: dict | None = None, **kw) -> httpx.Response:
+        """POST an MCP `initialize` to the server, with `Authorization: Bearer <token>` if given."""
+        sent = dict(MCP_HEADERS)
+        if token is not None:
+            sent["Authorization"] = f"Bearer {token}"
+        sent.update(headers or {})
+        return httpx.post(self.url, json=INITIALIZE, headers=sent, timeout=10, **kw)
+
+
+@contextmanager
+def running(args: list[str], log_path: Path, cwd: Path = ROOT) -> Iterator[Server]:
+    """Start a server command, wait for its banner, and stop it afterwards."""
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(args, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (banner := BANNER.search(log_path.read_text())):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"server did not start (exit {proc.poll()}):\n{log_path.read_text()}")
+            time.sleep(0.05)
+        yield Server(proc, banner[1], int(banner[2]), log_path)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def run(args: list[str], **kw) -> subprocess.CompletedProcess:
+    """Run a command to completion and capture its output as text."""
+    return subprocess.run(
+        args, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False, **kw
+    )
+
+
+def run_client(keys: Path, *args: str, encoding: str = "utf-8") -> subprocess.CompletedProcess:
+    """Run client.py with the private key in `keys`, its stdout encoded as `encoding`."""
+    command = [sys.executable, str(ROOT / "client.py"), "--private-key", str(keys / "private.pem")]
+    return run([*command, *args], env={**os.environ, "PYTHONIOENCODING": encoding})
+
+
+@pytest.fixture(scope="session")
+def keys(tmp_path_factory) -> Path:
+    """A folder holding private.pem and public.pem, made for this test run."""
+    folder = tmp_path_factory.mktemp("keys")
+    write_keys(folder / "private.pem", folder / "public.pem")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def private_key(keys):
+    return client.load_private_key(keys / "private.pem")
+
+
+@pytest.fixture(scope="session")
+def live_server(keys, tmp_path_factory) -> Iterator[Server]:
+    """server.py, run as a user runs it, on a free port of 127.0.0.1."""
+    log_path = tmp_path_factory.mktemp("server") / "server.log"
+    args = [sys.executable, str(ROOT / "server.py"), "--port", "0"]
+    with running([*args, "--public-key", str(keys / "public.pem")], log_path) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="session")
+def mint(private_key, live_server):
+    """mint(**changes) -> a token the live server accepts, with `changes` applied to its claims
+    (a value of None removes the claim); `key`, `algorithm` and `headers` go to PyJWT."""
+
+    def mint(key=private_key, algorithm="RS256", headers=None, **changes) -> str:
+        now = int(time.time())
+        claims = {
+            "sub": client.SUBJECT,
+            "iss": client.ISSUER,
+            "aud": live_server.url,
+            "iat": now,
+            "exp": now + 300,
+            "scope": client.SCOPES,
+        }
+        claims.update(changes)
+        claims = {name: value for name, value in claims.items() if value is not None}
+        return jwt.encode(claims, key, algorithm=algorithm, headers=headers)
+
+    return mint

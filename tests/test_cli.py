@@ -1,0 +1,118 @@
+"""The commands a user types: the server's ways to start, keygen, demo, and their errors."""
+
+import os
+import socket
+import stat
+import sys
+
+import pytest
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+from conftest import ROOT, run, running
+from fastmcp_auth import __main__ as cli
+from fastmcp_auth import client, server
+
+
+def one_line_error(result) -> str:
+    """The single line a failed command printed; fails if it printed a traceback or more."""
+    assert result.returncode != 0, result.stdout
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["-m", "fastmcp_auth"], [str(ROOT / "__main__.py")]],
+    ids=["python -m fastmcp_auth", "python __main__.py"],
+)
+def test_the_package_entry_points_serve_the_greet_tool(command, keys, mint, tmp_path):
+    args = [sys.executable, *command, "--port", "0", "--public-key", str(keys / "public.pem")]
+    with running(args, tmp_path / "server.log") as srv:
+        response = srv.post(mint(aud=srv.url))
+        assert response.status_code == 200, response.text
+
+
+def test_the_server_says_which_port_it_serves(keys, tmp_path):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    args = [sys.executable, str(ROOT / "server.py"), "--port", str(port)]
+    with running([*args, "--public-key", str(keys / "public.pem")], tmp_path / "log") as srv:
+        assert f"Starting FastMCP server on http://localhost:{port}/mcp" in srv.log()
+        assert srv.port == port
+
+
+def test_keygen_writes_an_owner_only_private_key_and_its_public_key(tmp_path):
+    result = run([sys.executable, "-m", "fastmcp_auth", "keygen", "--dir", str(tmp_path)])
+    assert result.returncode == 0, result.stderr
+    private, public = tmp_path / "private.pem", tmp_path / "public.pem"
+    assert stat.S_IMODE(private.stat().st_mode) == 0o600
+    assert private.read_text().startswith("-----BEGIN PRIVATE KEY-----")  # as openssl genpkey
+    key = client.load_private_key(private)
+    assert key.key_size == 2048
+    assert load_pem_public_key(public.read_bytes()) == key.public_key()
+
+
+def test_keygen_refuses_to_overwrite_existing_keys(tmp_path):
+    cli.write_keys(tmp_path / "private.pem", tmp_path / "public.pem")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    result = run([sys.executable, "-m", "fastmcp_auth", "keygen", "--dir", str(tmp_path)])
+    assert "already exist" in one_line_error(result)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_keygen_force_replaces_the_keys_and_keeps_the_private_one_owner_only(tmp_path):
+    private = tmp_path / "private.pem"
+    cli.write_keys(private, tmp_path / "public.pem")
+    old = private.read_bytes()
+    os.chmod(private, 0o644)
+    result = run(
+        [sys.executable, "-m", "fastmcp_auth", "keygen", "--dir", str(tmp_path), "--force"]
+    )
+    assert result.returncode == 0, result.stderr
+    assert private.read_bytes() != old
+    assert stat.S_IMODE(private.stat().st_mode) == 0o600
+
+
+def test_the_server_without_a_public_key_says_how_to_make_one(tmp_path):
+    missing = tmp_path / "public.pem"
+    result = run([sys.executable, str(ROOT / "server.py"), "--public-key", str(missing)])
+    line = one_line_error(result)
+    assert str(missing) in line and "not found" in line, line
+    assert "keygen" in line and "openssl genpkey" in line and "openssl rsa" in line, line
+
+
+def test_the_client_without_a_private_key_says_how_to_make_one(tmp_path):
+    missing = tmp_path / "private.pem"
+    result = run([sys.executable, str(ROOT / "client.py"), "--private-key", str(missing)])
+    line = one_line_error(result)
+    assert str(missing) in line and "keygen" in line and "openssl genpkey" in line, line
+
+
+def test_the_client_without_a_server_says_to_start_it(keys):
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        url = f"http://localhost:{probe.getsockname()[1]}/mcp"
+    args = [sys.executable, str(ROOT / "client.py"), "--url", url]
+    result = run([*args, "--private-key", str(keys / "private.pem")])
+    line = one_line_error(result)
+    assert line == f"Error: Failed to connect to {url}: is the server running? (uv run server.py)"
+
+
+def test_a_busy_port_is_one_line_that_names_it(live_server, keys):
+    args = [sys.executable, str(ROOT / "server.py"), "--port", str(live_server.port)]
+    result = run([*args, "--public-key", str(keys / "public.pem")])
+    line = one_line_error(result)
+    assert f"port {live_server.port}" in line and "--port" in line, line
+
+
+def test_demo_makes_missing_keys_then_runs_the_whole_flow(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(client, "PRIVATE_KEY_PATH", tmp_path / "private.pem")
+    monkeypatch.setattr(server, "PUBLIC_KEY_PATH", tmp_path / "public.pem")
+    cli.main(["demo"])
+    out = capsys.readouterr().out
+    assert "No key pair yet: wrote" in out, out
+    assert "💬 Greet result: Hello, FastMCP!" in out, out
+    assert stat.S_IMODE((tmp_path / "private.pem").stat().st_mode) == 0o600

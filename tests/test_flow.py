@@ -1,0 +1,64 @@
+"""The example works end to end: the real server over real HTTP, the real client."""
+
+import asyncio
+
+from fastmcp import Client
+
+from conftest import run_client
+from fastmcp_auth.__main__ import write_keys
+
+ORIGINAL_LINES = [
+    "✅ Client connected: True",
+    "📋 Available tools: ['greet']",
+    "💬 Greet result: Hello, FastMCP!",
+    "🔌 Client disconnected: False",
+]
+
+
+def call(url: str, token: str, tool: str | None = None, **arguments):
+    """List the tools (no `tool`) or call one, as an MCP client holding `token`."""
+
+    async def go():
+        async with Client(url, auth=token) as mcp:
+            if tool is None:
+                return [t.name for t in await mcp.list_tools()]
+            return (await mcp.call_tool(tool, arguments)).data
+
+    return asyncio.run(go())
+
+
+def test_the_tools_list_shows_greet(live_server, mint):
+    assert call(live_server.url, mint()) == ["greet"]
+
+
+def test_greet_answers_hello(live_server, mint):
+    assert call(live_server.url, mint(), "greet", name="Ada") == "Hello, Ada!"
+
+
+def test_client_py_prints_the_original_lines(live_server, keys):
+    result = run_client(keys, "--url", live_server.url)
+    assert result.returncode == 0, result.stderr
+    for line in ORIGINAL_LINES:
+        assert line in result.stdout.splitlines(), result.stdout
+
+
+def test_client_py_shows_only_the_token_header_never_the_whole_token(live_server, keys):
+    result = run_client(keys, "--url", live_server.url)
+    shown = [line.strip() for line in result.stdout.splitlines() if line.strip().startswith("eyJ")]
+    assert shown == ["eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9..."], result.stdout
+
+
+def test_client_py_runs_where_stdout_cannot_encode_emoji(live_server, keys):
+    result = run_client(keys, "--url", live_server.url, encoding="ascii")
+    assert result.returncode == 0, result.stderr
+    assert "? Greet result: Hello, FastMCP!" in result.stdout.splitlines(), result.stdout
+
+
+def test_client_py_says_when_the_server_refuses_its_token(live_server, tmp_path):
+    write_keys(tmp_path / "private.pem", tmp_path / "public.pem")  # not the server's pair
+    result = run_client(tmp_path, "--url", live_server.url)
+    assert result.returncode == 1, result.stdout
+    assert "Traceback" not in result.stderr, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("Error: the server refused the token (HTTP 401, invalid_token)"), line
+    assert "public.pem belongs to private.pem" in line, line
