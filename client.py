@@ -81,6 +81,18 @@ class BearerToken(httpx2.Auth):
             self.refusal = response
 
 
+def explain(refusal: httpx2.Response, url: str) -> str:
+    """One line from a 401 or 403: what the server said, and what to check."""
+    challenge = dict(re.findall(r'(\w+)="([^"]*)"', refusal.headers.get("www-authenticate", "")))
+    said = f"the server refused the token (HTTP {refusal.status_code}, {challenge.get('error')})"
+    if refusal.status_code == 403:
+        return f'{said}: it needs scope "{challenge.get("scope")}"; mint it with --scopes'
+    return (
+        f"{said}: check that public.pem belongs to private.pem, iss is {ISSUER}, "
+        f"aud is {url} (exactly the URL the server printed), and the clock is right"
+    )
+
+
 async def run(url: str, token: str) -> None:
     print("🚀 Starting FastMCP client with JWT authentication...")
     # Show only the token's first part (its header): a whole token is a password.
@@ -90,21 +102,18 @@ async def run(url: str, token: str) -> None:
     try:
         async with client:
             print(f"✅ Client connected: {client.is_connected()}")
-            tools = await client.list_tools()
-            print(f"📋 Available tools: {[tool.name for tool in tools]}")
+            names = [tool.name for tool in await client.list_tools()]
+            print(f"📋 Available tools: {names}")
             print("🎯 Testing greet tool...")
             result = await client.call_tool("greet", {"name": "FastMCP"})
             print(f"💬 Greet result: {result.data}")
+            print(f"🪪 Whoami: {(await client.call_tool('whoami')).data}")
+            if "server_config" in names:  # listed only for tokens with the admin scope
+                config = await client.call_tool("server_config")
+                print(f"🔒 Admin tool server_config: {config.data}")
     except Exception as e:
         if auth.refusal is not None:
-            challenge = auth.refusal.headers.get("www-authenticate", "")
-            error = re.search(r'error="([^"]*)"', challenge)
-            raise ClientError(
-                f"the server refused the token (HTTP {auth.refusal.status_code}"
-                f"{', ' + error[1] if error else ''}): "
-                f"check that public.pem belongs to private.pem, iss is {ISSUER}, "
-                f"aud is {url}, scopes include what the server asks, and the clocks agree"
-            ) from None
+            raise ClientError(explain(auth.refusal, url)) from None
         if isinstance(e.__cause__, httpx2.ConnectError):
             raise ClientError(
                 f"Failed to connect to {url}: is the server running? (uv run server.py)"

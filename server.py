@@ -1,23 +1,32 @@
-"""A FastMCP server whose tools only answer requests that carry a valid RS256 JWT.
+"""A FastMCP server whose tools answer only requests that carry a valid RS256 JWT.
 
-The server holds only the public key: it can check tokens, never mint them.
-Make the key pair once (`uv run -m fastmcp_auth keygen`), then:
+It holds only the public key: it can check tokens, never mint them. Every request needs the `read`
+scope; `server_config` also needs `admin`. Make the key pair once (`uv run -m fastmcp_auth keygen`):
 
     uv run server.py                # http://localhost:8000/mcp
     uv run server.py --port 9000 --public-key /path/to/public.pem
 """
 
 import argparse
+import logging
 import os
 import socket
 import sys
 from pathlib import Path
 
-from fastmcp import FastMCP
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+from fastmcp import FastMCP, settings
+from fastmcp.server.auth import AccessToken, RemoteAuthProvider, require_scopes
 from fastmcp.server.auth.providers.jwt import JWTVerifier
+from fastmcp.server.dependencies import get_access_token
+from fastmcp.utilities.logging import configure_logging
 
 HERE = Path(__file__).resolve().parent
 ISSUER = "http://localhost:8000"  # who mints the tokens; the client puts the same value in `iss`
+BASE_SCOPE = "read"  # every MCP request needs it
+ADMIN_SCOPE = "admin"
+SCOPES_SUPPORTED = [BASE_SCOPE, "write", ADMIN_SCOPE]
 PUBLIC_KEY_PATH = HERE / "public.pem"
 HOST = "127.0.0.1"  # loopback: nothing outside this machine can reach the demo
 PORT = 8000
@@ -27,6 +36,7 @@ KEYGEN_HINT = (
     "`openssl rsa -in private.pem -pubout -out public.pem`"
 )
 
+log = logging.getLogger("fastmcp.server.auth.providers.jwt")  # where FastMCP says why it refused
 mcp = FastMCP("JWT-protected greeter")
 
 
@@ -36,20 +46,82 @@ def greet(name: str) -> str:
     return f"Hello, {name}!"
 
 
+@mcp.tool
+def whoami() -> dict:
+    """Your token's subject and scopes, as the server sees them."""
+    token = get_access_token()  # never return token.token: tools' answers get logged and shown
+    return {"subject": token.subject, "scopes": token.scopes}
+
+
+# Hidden from tools/list for tokens without the admin scope, and refused if called anyway.
+@mcp.tool(auth=require_scopes(ADMIN_SCOPE))
+def server_config() -> dict:
+    """The server's token rules (admin scope only)."""
+    return {"issuer": ISSUER, "required_scope": BASE_SCOPE, "scopes": SCOPES_SUPPORTED}
+
+
+class StrictJWTVerifier(JWTVerifier):
+    """FastMCP's JWTVerifier, plus the rules it leaves to you."""
+
+    async def load_access_token(self, token: str) -> AccessToken | None:
+        access = await super().load_access_token(token)
+        if access is None:
+            return None  # FastMCP has logged why
+        exp = access.claims.get("exp")
+        # FastMCP accepts a token without `exp`; RFC 9068 §2.2 requires one.
+        if isinstance(exp, bool) or not isinstance(exp, int | float):
+            log.warning("Bearer token rejected for client %s: no numeric exp", access.client_id)
+            return None
+        if BASE_SCOPE not in access.scopes:  # RemoteAuthProvider answers 403; say why here
+            log.warning("Bearer token of client %s lacks scope %r", access.client_id, BASE_SCOPE)
+        return access
+
+
+def all_refusals_as_warnings(record: logging.LogRecord) -> bool:
+    # FastMCP logs a refused signature at DEBUG, an expired token at INFO, a wrong issuer at
+    # WARNING; the operator needs every reason (the client is only told "invalid_token").
+    record.levelno, record.levelname = logging.WARNING, "WARNING"
+    return True
+
+
 def mcp_url(port: int) -> str:
     """The URL clients connect to; a token for this server carries it as its audience."""
     return f"http://localhost:{port}/mcp"
 
 
-def make_verifier(public_key_pem: str, port: int) -> JWTVerifier:
-    # FastMCP checks `iss` and `aud` only when they are given, so always give both. The audience
-    # is this server's own URL (RFC 8707): a token minted for another server is refused here.
-    return JWTVerifier(
-        public_key=public_key_pem,
-        issuer=ISSUER,
-        audience=mcp_url(port),
-        algorithm="RS256",
+def make_auth(public_key_pem: str, port: int) -> RemoteAuthProvider:
+    # FastMCP checks `iss` and `aud` only when given, so give both. The audience is this server's
+    # own URL (RFC 8707): a token minted for another server is refused here.
+    verifier = StrictJWTVerifier(
+        public_key=public_key_pem, issuer=ISSUER, audience=mcp_url(port), algorithm="RS256"
     )
+    # RemoteAuthProvider serves RFC 9728 metadata and names it in each 401, as the MCP spec asks,
+    # and answers a valid token without BASE_SCOPE with 403, where a bare verifier says 401.
+    return RemoteAuthProvider(
+        token_verifier=verifier,
+        authorization_servers=[ISSUER],
+        base_url=f"http://localhost:{port}",
+        scopes_supported=SCOPES_SUPPORTED,
+        required_scopes=[BASE_SCOPE],
+        challenge_scopes=[BASE_SCOPE],
+    )
+
+
+def load_public_key(path: Path) -> str:
+    """The PEM text of an RSA public key; or exit with one line that says what is wrong."""
+    try:
+        pem = path.read_bytes()
+        if b"PRIVATE KEY-----" in pem:
+            sys.exit(f"Error: {path} is a private key; the server needs only public.pem")
+        if not isinstance(load_pem_public_key(pem), rsa.RSAPublicKey):
+            sys.exit(f"Error: {path} is not an RSA public key, which RS256 needs")
+    except FileNotFoundError:
+        sys.exit(f"Error: public key {path} not found: {KEYGEN_HINT}")
+    except OSError as e:
+        sys.exit(f"Error: cannot read public key {path} ({e.strerror})")
+    except ValueError:
+        sys.exit(f"Error: {path} is not a PEM public key: {KEYGEN_HINT}")
+    return pem.decode()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -58,25 +130,32 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=PORT, help=f"0 picks a free one ({PORT})")
     parser.add_argument("--public-key", type=Path, default=PUBLIC_KEY_PATH, metavar="PATH")
     args = parser.parse_args(argv)
-
-    try:
-        public_key_pem = args.public_key.read_text()
-    except FileNotFoundError:
-        sys.exit(f"Error: public key {args.public_key} not found: {KEYGEN_HINT}")
-
-    # Bind before starting so a busy port is one clear line, not a uvicorn traceback.
-    try:
+    public_key_pem = load_public_key(args.public_key)
+    try:  # bind first, so that a busy port is one clear line rather than a traceback
         sock = socket.create_server((args.host, args.port))
     except OSError as e:
-        sys.exit(
-            f"Error: cannot listen on {args.host} port {args.port} ({os.strerror(e.errno)}): "
-            "stop what uses it, or pick another --port"
-        )
+        where = f"{args.host} port {args.port}"
+        sys.exit(f"Error: cannot listen on {where} ({os.strerror(e.errno)}): try another --port")
     port = sock.getsockname()[1]
+    mcp.auth = make_auth(public_key_pem, port)
 
-    mcp.auth = make_verifier(public_key_pem, port)
+    settings.enable_rich_logging = False  # one line per event, easy to grep
+    configure_logging(settings.log_level)
+    log.setLevel(logging.DEBUG)
+    log.addFilter(all_refusals_as_warnings)
     print(f"Starting FastMCP server on {mcp_url(port)}", flush=True)
-    mcp.run(transport="http", host=args.host, port=port, sockets=[sock], show_banner=False)
+    mcp.run(
+        transport="http",
+        sockets=[sock],
+        host=args.host,
+        port=port,
+        show_banner=False,
+        # FastMCP leaves Host/Origin checks off; the MCP transport spec says servers MUST check
+        # Origin (DNS rebinding). True refuses any Host but localhost and the bound address.
+        host_origin_protection=True,
+        # uvicorn's access log prints query strings, where a careless client may put its token.
+        uvicorn_config={"access_log": False},
+    )
 
 
 if __name__ == "__main__":

@@ -109,13 +109,13 @@ def live_server(keys, tmp_path_factory) -> Iterator[Server]:
 
 
 @pytest.fixture(scope="session")
-def mint(private_key, live_server):
-    """mint(**changes) -> a token the live server accepts, with `changes` applied to its claims
-    (a value of None removes the claim); `key`, `algorithm` and `headers` go to PyJWT."""
+def claims(live_server):
+    """claims(**changes) -> the claims of a token the live server accepts, with `changes` applied
+    (a value of None removes the claim)."""
 
-    def mint(key=private_key, algorithm="RS256", headers=None, **changes) -> str:
+    def claims(**changes) -> dict:
         now = int(time.time())
-        claims = {
+        valid = {
             "sub": client.SUBJECT,
             "iss": client.ISSUER,
             "aud": live_server.url,
@@ -123,8 +123,21 @@ def mint(private_key, live_server):
             "exp": now + 300,
             "scope": client.SCOPES,
         }
-        claims.update(changes)
-        claims = {name: value for name, value in claims.items() if value is not None}
-        return jwt.encode(claims, key, algorithm=algorithm, headers=headers)
+        valid.update(changes)
+        return {name: value for name, value in valid.items() if value is not None}
 
+    return claims
+
+
+@pytest.fixture(scope="session")
+def mint(private_key, claims):
+    """mint(**changes) -> a signed token with claims(**changes); `key`, `algorithm` and `headers`
+    go to PyJWT. Every token minted is kept in `mint.issued`, to look for in the server's log."""
+
+    def mint(key=private_key, algorithm="RS256", headers=None, **changes) -> str:
+        token = jwt.encode(claims(**changes), key, algorithm=algorithm, headers=headers)
+        mint.issued.append(token)
+        return token
+
+    mint.issued = []
     return mint

@@ -116,3 +116,32 @@ def test_demo_makes_missing_keys_then_runs_the_whole_flow(tmp_path, monkeypatch,
     assert "No key pair yet: wrote" in out, out
     assert "💬 Greet result: Hello, FastMCP!" in out, out
     assert stat.S_IMODE((tmp_path / "private.pem").stat().st_mode) == 0o600
+
+
+def ec_public_key_pem() -> bytes:
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    key = ec.generate_private_key(ec.SECP256R1()).public_key()
+    return key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+
+
+@pytest.mark.parametrize(
+    "make, says",
+    [
+        (lambda path, keys: path.write_text("not a key\n"), "is not a PEM public key"),
+        (
+            lambda path, keys: path.write_bytes((keys / "private.pem").read_bytes()),
+            "is a private key; the server needs only public.pem",
+        ),
+        (lambda path, keys: path.write_bytes(ec_public_key_pem()), "is not an RSA public key"),
+        (lambda path, keys: path.mkdir(), "cannot read public key"),
+    ],
+    ids=["malformed", "private key", "EC key", "unreadable"],
+)
+def test_a_public_key_the_server_cannot_use_is_one_line(make, says, keys, tmp_path):
+    path = tmp_path / "public.pem"
+    make(path, keys)
+    result = run([sys.executable, str(ROOT / "server.py"), "--public-key", str(path)])
+    line = one_line_error(result)
+    assert says in line and str(path) in line, line

@@ -9,7 +9,7 @@ from fastmcp_auth.__main__ import write_keys
 
 ORIGINAL_LINES = [
     "✅ Client connected: True",
-    "📋 Available tools: ['greet']",
+    "📋 Available tools: ['greet', 'whoami']",
     "💬 Greet result: Hello, FastMCP!",
     "🔌 Client disconnected: False",
 ]
@@ -28,7 +28,7 @@ def call(url: str, token: str, tool: str | None = None, **arguments):
 
 
 def test_the_tools_list_shows_greet(live_server, mint):
-    assert call(live_server.url, mint()) == ["greet"]
+    assert "greet" in call(live_server.url, mint())
 
 
 def test_greet_answers_hello(live_server, mint):
@@ -62,3 +62,20 @@ def test_client_py_says_when_the_server_refuses_its_token(live_server, tmp_path)
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith("Error: the server refused the token (HTTP 401, invalid_token)"), line
     assert "public.pem belongs to private.pem" in line, line
+
+
+def test_client_py_says_which_scope_the_server_asks_for(live_server, keys):
+    result = run_client(keys, "--url", live_server.url, "--scopes", "write")
+    assert result.returncode == 1, result.stdout
+    assert result.stderr.strip() == (
+        "Error: the server refused the token (HTTP 403, insufficient_scope): "
+        'it needs scope "read"; mint it with --scopes'
+    ), result.stderr
+
+
+def test_client_py_with_the_admin_scope_calls_the_admin_tool(live_server, keys):
+    result = run_client(keys, "--url", live_server.url, "--scopes", "read admin")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "📋 Available tools: ['greet', 'whoami', 'server_config']" in lines, result.stdout
+    assert any(line.startswith("🔒 Admin tool server_config: {'issuer'") for line in lines)

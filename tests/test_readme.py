@@ -1,6 +1,9 @@
 """The README is executable truth: its commands are what CI runs, its output what code prints."""
 
 import re
+import shlex
+
+import pytest
 
 from conftest import ROOT, run_client
 
@@ -11,10 +14,21 @@ def fenced_blocks(language: str) -> list[str]:
     return re.findall(rf"```{language}\n(.*?)```", README, flags=re.DOTALL)
 
 
-def test_the_readme_client_output_is_what_client_py_prints(live_server, keys):
-    (shown,) = [block for block in fenced_blocks("text") if "Starting FastMCP client" in block]
-    printed = run_client(keys, "--url", live_server.url).stdout
-    assert printed == shown
+CLIENT_RUNS = re.findall(r"```bash\n(uv run client\.py.*?)\n```\n\n```text\n(.*?)```", README, re.S)
+
+
+def test_the_readme_shows_three_client_runs():
+    assert [command for command, _ in CLIENT_RUNS] == [
+        "uv run client.py",
+        'uv run client.py --scopes "read write admin"',
+        "uv run client.py --scopes write",
+    ]
+
+
+@pytest.mark.parametrize("command, shown", CLIENT_RUNS, ids=[c for c, _ in CLIENT_RUNS])
+def test_the_readme_client_output_is_what_client_py_prints(live_server, keys, command, shown):
+    result = run_client(keys, "--url", live_server.url, *shlex.split(command)[3:])
+    assert result.stdout + result.stderr == shown
 
 
 def test_the_readme_server_line_is_what_server_py_prints(live_server):

@@ -1,0 +1,359 @@
+"""Safe by default: the RFC 8725 checklist and the MCP authorization rules, against the real
+server over HTTP. Each refusal asserts the exact status and the WWW-Authenticate challenge."""
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import random
+import re
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
+import jwt
+import pytest
+from fastmcp import Client
+from fastmcp.exceptions import ToolError
+
+from conftest import MCP_HEADERS, ROOT
+from fastmcp_auth import client, server
+from fastmcp_auth.__main__ import write_keys
+
+HOUR = 3600
+
+
+def challenge(response: httpx.Response) -> dict[str, str]:
+    """WWW-Authenticate as {"scheme": ..., param: value}, without error_description (FastMCP's
+    generic prose): the scheme, error, scope and resource_metadata are what a client acts on."""
+    header = response.headers.get("www-authenticate")
+    if header is None:
+        return {}
+    params = dict(re.findall(r'(\w+)="([^"]*)"', header))
+    params.pop("error_description", None)
+    return {"scheme": header.split(" ", 1)[0], **params}
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+class JwksServer(BaseHTTPRequestHandler):
+    """Serves the attacker's public key as a JWKS on loopback, and counts who fetches it."""
+
+    hits = 0
+    body = b"{}"
+
+    def do_GET(self):
+        JwksServer.hits += 1
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.end_headers()
+        self.wfile.write(JwksServer.body)
+
+    def log_message(self, *args):
+        pass
+
+
+@dataclass
+class Forge:
+    """What an attacker (and a careless issuer) can make tokens with."""
+
+    mint: object
+    claims: object
+    public_pem: bytes  # the server's public key: public, so the attacker has it too
+    attacker_key: object
+    attacker_jwk: dict
+    jwks_url: str
+
+    def hs256_with_public_key(self) -> str:
+        """RS→HS key confusion: HMAC-signed with the server's public PEM as the secret (PyJWT
+        refuses to make this token, so it is assembled by hand)."""
+        header = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+        signing_input = f"{header}.{b64(json.dumps(self.claims()).encode())}"
+        signature = hmac.new(self.public_pem, signing_input.encode(), hashlib.sha256).digest()
+        return f"{signing_input}.{b64(signature)}"
+
+    def with_payload(self, **changes) -> str:
+        """A valid token whose payload is swapped for another, the signature kept."""
+        header, _, signature = self.mint().split(".")
+        return f"{header}.{b64(json.dumps(self.claims(**changes)).encode())}.{signature}"
+
+    def with_flipped_signature(self) -> str:
+        token = self.mint()
+        i = len(token) - 40  # inside the signature, away from its last (partly padding) char
+        return token[:i] + ("A" if token[i] != "A" else "B") + token[i + 1 :]
+
+
+@pytest.fixture(scope="module")
+def forge(mint, claims, keys, tmp_path_factory) -> Forge:
+    folder = tmp_path_factory.mktemp("attacker")
+    write_keys(folder / "private.pem", folder / "public.pem")
+    attacker_key = client.load_private_key(folder / "private.pem")
+    jwk = {**json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(attacker_key.public_key())), "kid": "x"}
+    JwksServer.body = json.dumps({"keys": [jwk]}).encode()
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), JwksServer)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    jwks_url = f"http://127.0.0.1:{httpd.server_address[1]}/jwks.json"
+    yield Forge(mint, claims, (keys / "public.pem").read_bytes(), attacker_key, jwk, jwks_url)
+    httpd.shutdown()
+
+
+def bearer(make_token):
+    return lambda f: {"token": make_token(f)}
+
+
+MISSING, INVALID, SCOPE = "no credentials", "invalid_token", "insufficient_scope"
+NOW = int(time.time())
+CASES = {
+    # How the token travels (RFC 6750 §2.1; MCP: only in the Authorization header)
+    "no Authorization header": (lambda f: {}, 401, MISSING),
+    "another scheme (Basic)": (
+        lambda f: {"headers": {"Authorization": "Basic dTpw"}},
+        401,
+        MISSING,
+    ),
+    "token in the query string": (lambda f: {"params": {"access_token": f.mint()}}, 401, MISSING),
+    # Not a JWT at all
+    "garbage": (bearer(lambda f: "not-a-jwt"), 401, INVALID),
+    "two segments": (bearer(lambda f: f.mint().rsplit(".", 1)[0]), 401, INVALID),
+    "truncated": (bearer(lambda f: f.mint()[:-30]), 401, INVALID),
+    "8 KB of noise": (bearer(lambda f: "eyJ" + "A" * 8192), 401, INVALID),
+    # Algorithms (RFC 8725 §2.1, §3.1): only RS256 with the configured key
+    "alg none": (bearer(lambda f: jwt.encode(f.claims(), None, algorithm="none")), 401, INVALID),
+    "HS256 keyed with the public key": (bearer(lambda f: f.hs256_with_public_key()), 401, INVALID),
+    "PS256, right key": (bearer(lambda f: f.mint(algorithm="PS256")), 401, INVALID),
+    "RS384, right key": (bearer(lambda f: f.mint(algorithm="RS384")), 401, INVALID),
+    "RS512, right key": (bearer(lambda f: f.mint(algorithm="RS512")), 401, INVALID),
+    "foreign key": (bearer(lambda f: f.mint(key=f.attacker_key)), 401, INVALID),
+    "payload swapped for admin": (bearer(lambda f: f.with_payload(scope="admin")), 401, INVALID),
+    "signature flipped": (bearer(lambda f: f.with_flipped_signature()), 401, INVALID),
+    # Key-selection headers are never followed (RFC 8725 §3.10)
+    "jku to the attacker's JWKS": (
+        bearer(lambda f: f.mint(key=f.attacker_key, headers={"jku": f.jwks_url, "kid": "x"})),
+        401,
+        INVALID,
+    ),
+    "x5u to the attacker's key": (
+        bearer(lambda f: f.mint(key=f.attacker_key, headers={"x5u": f.jwks_url})),
+        401,
+        INVALID,
+    ),
+    "embedded jwk of the attacker": (
+        bearer(lambda f: f.mint(key=f.attacker_key, headers={"jwk": f.attacker_jwk})),
+        401,
+        INVALID,
+    ),
+    "kid pointing at a file": (
+        bearer(lambda f: f.mint(key=f.attacker_key, headers={"kid": "../../public.pem"})),
+        401,
+        INVALID,
+    ),
+    "unknown crit header": (
+        bearer(lambda f: f.mint(headers={"crit": ["x-policy"], "x-policy": 1})),
+        401,
+        INVALID,
+    ),
+    # Claims (RFC 7519, RFC 9068, RFC 8707)
+    "wrong issuer": (bearer(lambda f: f.mint(iss="http://evil.example")), 401, INVALID),
+    "no issuer": (bearer(lambda f: f.mint(iss=None)), 401, INVALID),
+    "wrong audience": (bearer(lambda f: f.mint(aud="http://localhost:1/mcp")), 401, INVALID),
+    "no audience": (bearer(lambda f: f.mint(aud=None)), 401, INVALID),
+    "audience list without us": (bearer(lambda f: f.mint(aud=["a", "b"])), 401, INVALID),
+    "expired": (bearer(lambda f: f.mint(exp=int(time.time()) - 60)), 401, INVALID),
+    "nbf an hour ahead": (bearer(lambda f: f.mint(nbf=int(time.time()) + HOUR)), 401, INVALID),
+    "no exp": (bearer(lambda f: f.mint(exp=None)), 401, INVALID),
+    "exp as a string": (bearer(lambda f: f.mint(exp=str(NOW + HOUR))), 401, INVALID),
+    "exp as a word": (bearer(lambda f: f.mint(exp="tomorrow")), 401, INVALID),
+    "exp as a boolean": (bearer(lambda f: f.mint(exp=True)), 401, INVALID),
+    # Scopes (MCP authorization: a valid token without the needed scope is 403)
+    "no scope claim": (bearer(lambda f: f.mint(scope=None)), 403, SCOPE),
+    "scope without read": (bearer(lambda f: f.mint(scope="write admin")), 403, SCOPE),
+    "scope READ in capitals": (bearer(lambda f: f.mint(scope="READ")), 403, SCOPE),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_a_bad_request_gets_the_exact_refusal(live_server, forge, case):
+    make, status, kind = CASES[case]
+    expected = {
+        "scheme": "Bearer",
+        "scope": server.BASE_SCOPE,
+        "resource_metadata": f"http://localhost:{live_server.port}"
+        "/.well-known/oauth-protected-resource/mcp",
+    }
+    if kind != MISSING:
+        expected["error"] = kind
+    hits = JwksServer.hits
+    response = live_server.post(**make(forge))
+    assert response.status_code == status, response.text
+    assert challenge(response) == expected, response.text
+    assert JwksServer.hits == hits, "the server fetched a key from a URL in the token"
+
+
+def test_the_negative_matrix_has_at_least_25_cases_as_the_readme_says():
+    readme = (ROOT / "README.md").read_text()
+    assert len(CASES) >= 25
+    assert f"a {len(CASES)}-case negative matrix" in readme
+
+
+def test_oversized_headers_get_400_before_any_verifier(live_server):
+    # httpx refuses to send 200 KB headers and reads no answer, so talk HTTP/1.1 by hand.
+    with socket.create_connection(("127.0.0.1", live_server.port), timeout=10) as sock:
+        sock.sendall(
+            f"POST /mcp HTTP/1.1\r\nHost: localhost:{live_server.port}\r\n"
+            f"Authorization: Bearer {'A' * 200_000}\r\nContent-Length: 0\r\n\r\n".encode()
+        )
+        status_line = sock.recv(4096).split(b"\r\n", 1)[0]
+    assert status_line == b"HTTP/1.1 400 Bad Request"
+    assert live_server.post().status_code == 401  # and the server is still there
+
+
+def random_authorization(rng: random.Random, valid: str) -> str:
+    printable = "".join(chr(c) for c in range(0x20, 0x7F))
+    kind = rng.randrange(5)
+    if kind == 0:  # noise
+        return "".join(rng.choices(printable, k=rng.randrange(1, 300))).strip() or "x"
+    if kind == 1:  # noise behind the right scheme
+        return "Bearer " + "".join(rng.choices(printable, k=rng.randrange(1, 2000))).strip()
+    if kind == 2:  # three base64url-looking segments
+        alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+        parts = ["".join(rng.choices(alphabet, k=rng.randrange(0, 400))) for _ in range(3)]
+        return "Bearer " + ".".join(parts)
+    # a valid token with one character changed, dropped or added (never a segment's last
+    # character: base64url's padding bits there can change without changing the bytes)
+    token = list(valid)
+    i = rng.choice([i for i in range(len(token) - 1) if "." not in valid[i : i + 2]])
+    if kind == 3:
+        token[i] = rng.choice([c for c in "AZaz09-_." if c != token[i]])
+    elif rng.random() < 0.5:
+        token.insert(i, rng.choice("Aa0-_."))
+    else:
+        del token[i]
+    return "Bearer " + "".join(token)
+
+
+def test_a_thousand_random_authorization_headers_get_4xx_and_the_server_lives(live_server, mint):
+    rng = random.Random(8725)
+    valid = mint()
+    statuses = {}
+    with httpx.Client(headers=MCP_HEADERS, timeout=10) as http:
+        for _ in range(1000):
+            header = random_authorization(rng, valid)
+            r = http.post(live_server.url, json={}, headers={"Authorization": header})
+            statuses.setdefault(r.status_code, header)
+    assert all(400 <= status < 500 for status in statuses), statuses
+    assert live_server.post(mint()).status_code == 200
+
+
+def tools_for(url: str, token: str) -> list[str]:
+    async def go():
+        async with Client(url, auth=token) as mcp:
+            return [tool.name for tool in await mcp.list_tools()]
+
+    return asyncio.run(go())
+
+
+def call_tool(url: str, token: str, name: str):
+    async def go():
+        async with Client(url, auth=token) as mcp:
+            return (await mcp.call_tool(name, {})).data
+
+    return asyncio.run(go())
+
+
+def test_the_admin_tool_is_hidden_from_tokens_without_the_admin_scope(live_server, mint):
+    assert tools_for(live_server.url, mint(scope="read")) == ["greet", "whoami"]
+
+
+def test_the_admin_tool_refuses_a_call_without_the_admin_scope(live_server, mint):
+    with pytest.raises(ToolError):
+        call_tool(live_server.url, mint(scope="read"), "server_config")
+
+
+def test_an_admin_token_sees_and_calls_the_admin_tool(live_server, mint):
+    token = mint(scope="read admin")
+    assert "server_config" in tools_for(live_server.url, token)
+    config = call_tool(live_server.url, token, "server_config")
+    assert config == {
+        "issuer": server.ISSUER,
+        "required_scope": "read",
+        "scopes": server.SCOPES_SUPPORTED,
+    }
+
+
+def test_whoami_tells_subject_and_scopes_and_never_the_token(live_server, mint):
+    token = mint(scope="read write")
+    answer = call_tool(live_server.url, token, "whoami")
+    assert answer == {"subject": client.SUBJECT, "scopes": ["read", "write"]}
+    assert token.split(".")[2] not in json.dumps(answer)
+
+
+def test_the_protected_resource_metadata_follows_rfc_9728(live_server):
+    url = f"http://localhost:{live_server.port}/.well-known/oauth-protected-resource/mcp"
+    response = httpx.get(url, timeout=10)
+    assert response.status_code == 200, response.text
+    assert response.json() == {
+        "resource": live_server.url,
+        "authorization_servers": [server.ISSUER],
+        "scopes_supported": ["read", "write", "admin"],
+        "bearer_methods_supported": ["header"],
+    }
+
+
+def test_a_foreign_origin_is_refused_with_403(live_server, mint):
+    response = live_server.post(mint(), headers={"Origin": "http://evil.example"})
+    assert response.status_code == 403, response.text
+    assert response.text == "Forbidden Origin"
+
+
+def test_a_local_origin_is_let_through(live_server, mint):
+    response = live_server.post(mint(), headers={"Origin": "http://localhost:6274"})
+    assert response.status_code == 200, response.text
+
+
+def test_a_foreign_host_is_refused_with_421(live_server, mint):
+    response = live_server.post(mint(), headers={"Host": "evil.example"})
+    assert response.status_code == 421, response.text
+
+
+@pytest.mark.parametrize(
+    "make, reason",
+    [
+        (lambda f: f.mint(exp=NOW - 60), "token expired"),
+        (lambda f: f.mint(aud="http://localhost:1/mcp"), "audience mismatch"),
+        (lambda f: f.mint(iss="http://evil.example"), "issuer mismatch"),
+        (lambda f: f.mint(nbf=NOW + HOUR), "token not yet valid (nbf)"),
+        (lambda f: f.mint(exp=None), "no numeric exp"),
+        (lambda f: f.mint(key=f.attacker_key), "JWT signature/format invalid"),
+        (lambda f: f.mint(scope="write"), "lacks scope 'read'"),
+    ],
+    ids=["expired", "audience", "issuer", "nbf", "no exp", "signature", "scope"],
+)
+def test_the_server_logs_why_it_refused_and_the_client_is_not_told(
+    live_server, forge, make, reason
+):
+    before = len(live_server.log())
+    response = live_server.post(make(forge))
+    deadline = time.monotonic() + 5
+    while reason not in live_server.log()[before:] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    new_lines = live_server.log()[before:].splitlines()
+    assert [line for line in new_lines if line == f"WARNING: {line[9:]}" and reason in line], (
+        new_lines
+    )
+    # The answer is the same whatever the reason: FastMCP's generic 401, or the 403 for scope.
+    generic = live_server.post("not-a-jwt") if response.status_code == 401 else response
+    assert (response.text, challenge(response)) == (generic.text, challenge(generic))
+
+
+def test_the_server_log_holds_no_token(live_server, mint):
+    """Runs last in this module: every token the tests minted so far, none in the log."""
+    log = live_server.log()
+    assert mint.issued
+    leaked = [token[:20] for token in mint.issued if token.split(".")[2][:24] in log]
+    assert not leaked, f"tokens in the server log: {leaked}"
