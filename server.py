@@ -20,6 +20,7 @@ from fastmcp import FastMCP, settings
 from fastmcp.server.auth import AccessToken, RemoteAuthProvider, require_scopes
 from fastmcp.server.auth.providers.jwt import JWTVerifier
 from fastmcp.server.dependencies import get_access_token
+from fastmcp.server.lifespan import lifespan
 from fastmcp.utilities.logging import configure_logging
 
 HERE = Path(__file__).resolve().parent
@@ -37,7 +38,19 @@ KEYGEN_HINT = (
 )
 
 log = logging.getLogger("fastmcp.server.auth.providers.jwt")  # where FastMCP says why it refused
-mcp = FastMCP("JWT-protected greeter")
+
+
+@lifespan
+async def refuse_to_serve_unprotected(server: FastMCP):
+    # `fastmcp run server.py` would find `mcp` before protect() has given it its auth.
+    if server.auth is None:
+        raise RuntimeError(
+            "no auth: start it with `uv run server.py` or `fastmcp run server.py:create_server`"
+        )
+    yield {}
+
+
+mcp = FastMCP("JWT-protected greeter", lifespan=refuse_to_serve_unprotected)
 
 
 @mcp.tool
@@ -124,6 +137,32 @@ def load_public_key(path: Path) -> str:
     return pem.decode()
 
 
+def hide_query_string(record: logging.LogRecord) -> bool:
+    # uvicorn's access log prints query strings, where a careless client may put its token.
+    client, method, path, version, status = record.args
+    record.args = (client, method, path.partition("?")[0], version, status)
+    return True
+
+
+def protect(public_key_pem: str, port: int) -> FastMCP:
+    """Put `mcp` behind the token rules, for clients of mcp_url(port), and log every refusal."""
+    mcp.auth = make_auth(public_key_pem, port)
+    # FastMCP leaves Host/Origin checks off; the MCP transport spec says servers MUST check
+    # Origin (DNS rebinding). On: any Host but localhost and the bound address is refused.
+    settings.http_host_origin_protection = True
+    settings.enable_rich_logging = False  # one line per event, easy to grep
+    configure_logging(settings.log_level)
+    log.setLevel(logging.DEBUG)
+    log.addFilter(all_refusals_as_warnings)
+    logging.getLogger("uvicorn.access").addFilter(hide_query_string)
+    return mcp
+
+
+def create_server() -> FastMCP:
+    """For `fastmcp run server.py:create_server --transport http`: public.pem, port 8000."""
+    return protect(load_public_key(PUBLIC_KEY_PATH), settings.port)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Serve the greet tool behind JWT authentication.")
     parser.add_argument("--host", default=HOST, help=f"address to bind (default {HOST})")
@@ -136,26 +175,13 @@ def main(argv: list[str] | None = None) -> None:
     except OSError as e:
         where = f"{args.host} port {args.port}"
         sys.exit(f"Error: cannot listen on {where} ({os.strerror(e.errno)}): try another --port")
+    # asyncio sets TCP_NODELAY only on sockets it binds itself; accepted connections inherit it
+    # from here. Without it, each response sent in two writes (every 401) waits 40 ms for an ACK.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     port = sock.getsockname()[1]
-    mcp.auth = make_auth(public_key_pem, port)
-
-    settings.enable_rich_logging = False  # one line per event, easy to grep
-    configure_logging(settings.log_level)
-    log.setLevel(logging.DEBUG)
-    log.addFilter(all_refusals_as_warnings)
+    protect(public_key_pem, port)
     print(f"Starting FastMCP server on {mcp_url(port)}", flush=True)
-    mcp.run(
-        transport="http",
-        sockets=[sock],
-        host=args.host,
-        port=port,
-        show_banner=False,
-        # FastMCP leaves Host/Origin checks off; the MCP transport spec says servers MUST check
-        # Origin (DNS rebinding). True refuses any Host but localhost and the bound address.
-        host_origin_protection=True,
-        # uvicorn's access log prints query strings, where a careless client may put its token.
-        uvicorn_config={"access_log": False},
-    )
+    mcp.run(transport="http", sockets=[sock], host=args.host, port=port, show_banner=False)
 
 
 if __name__ == "__main__":
