@@ -12,6 +12,8 @@ import logging
 import os
 import socket
 import sys
+import time
+from collections import OrderedDict
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -29,6 +31,7 @@ BASE_SCOPE = "read"  # every MCP request needs it
 ADMIN_SCOPE = "admin"
 SCOPES_SUPPORTED = [BASE_SCOPE, "write", ADMIN_SCOPE]
 PUBLIC_KEY_PATH = HERE / "public.pem"
+CACHE_SIZE = 10_000  # verified tokens kept in memory, a few KB each
 HOST = "127.0.0.1"  # loopback: nothing outside this machine can reach the demo
 PORT = 8000
 KEYGEN_HINT = (
@@ -74,9 +77,31 @@ def server_config() -> dict:
 
 
 class StrictJWTVerifier(JWTVerifier):
-    """FastMCP's JWTVerifier, plus the rules it leaves to you."""
+    """FastMCP's JWTVerifier, plus the rules it leaves to you, and a cache of verified tokens:
+    a client sends one token with every request, and its RS256 signature need not be checked
+    again and again."""
+
+    def __init__(self, *, cache_size: int = CACHE_SIZE, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.cache_size = cache_size
+        self.verified: OrderedDict[str, AccessToken] = OrderedDict()  # least recently used first
 
     async def load_access_token(self, token: str) -> AccessToken | None:
+        access = self.verified.get(token)
+        if access is None or access.expires_at <= time.time():  # expiry checked on every hit
+            self.verified.pop(token, None)
+            access = await self.verify_uncached(token)
+            if access is None:
+                return None
+            self.verified[token] = access
+            if len(self.verified) > self.cache_size:
+                self.verified.popitem(last=False)
+        self.verified.move_to_end(token)
+        if BASE_SCOPE not in access.scopes:  # RemoteAuthProvider answers 403; say why here
+            log.warning("Bearer token of client %s lacks scope %r", access.client_id, BASE_SCOPE)
+        return access
+
+    async def verify_uncached(self, token: str) -> AccessToken | None:
         access = await super().load_access_token(token)
         if access is None:
             return None  # FastMCP has logged why
@@ -85,8 +110,6 @@ class StrictJWTVerifier(JWTVerifier):
         if isinstance(exp, bool) or not isinstance(exp, int | float):
             log.warning("Bearer token rejected for client %s: no numeric exp", access.client_id)
             return None
-        if BASE_SCOPE not in access.scopes:  # RemoteAuthProvider answers 403; say why here
-            log.warning("Bearer token of client %s lacks scope %r", access.client_id, BASE_SCOPE)
         return access
 
 

@@ -1,0 +1,41 @@
+"""The benchmark's no-auth twin: server.py's own tools, served with server.py's settings (Host and
+Origin checks, logging, a pre-bound socket), but without the token check. It answers anyone: a
+yardstick, not an example to copy.
+
+    uv run bench/twin.py --port 0
+"""
+
+import argparse
+import logging
+import socket
+
+from fastmcp import FastMCP, settings
+from fastmcp.server.auth import require_scopes
+from fastmcp.utilities.logging import configure_logging
+
+from fastmcp_auth import server
+
+twin = FastMCP("no-auth twin")
+twin.tool(server.greet)
+twin.tool(server.whoami)
+twin.tool(server.server_config, auth=require_scopes(server.ADMIN_SCOPE))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args()
+    sock = socket.create_server((server.HOST, args.port))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    port = sock.getsockname()[1]
+    # What server.protect() does, but for mcp.auth.
+    settings.http_host_origin_protection = True
+    settings.enable_rich_logging = False
+    configure_logging(settings.log_level)
+    logging.getLogger("uvicorn.access").addFilter(server.hide_query_string)
+    print(f"Starting FastMCP server on {server.mcp_url(port)}", flush=True)
+    twin.run(transport="http", sockets=[sock], host=server.HOST, port=port, show_banner=False)
+
+
+if __name__ == "__main__":
+    main()
