@@ -45,6 +45,8 @@ def load_private_key(path: Path) -> rsa.RSAPrivateKey:
         key = load_pem_private_key(path.read_bytes(), password=None)
     except FileNotFoundError:
         raise ClientError(f"private key {path} not found: {KEYGEN_HINT}") from None
+    except OSError as e:
+        raise ClientError(f"cannot read private key {path} ({e.strerror})") from None
     except (ValueError, TypeError) as e:
         raise ClientError(f"{path} is not an unencrypted PEM private key ({e})") from None
     if not isinstance(key, rsa.RSAPrivateKey):
@@ -67,8 +69,8 @@ def mint_token(key: rsa.RSAPrivateKey, audience: str, scopes: str, expires_in: i
 
 
 class BearerToken(httpx2.Auth):
-    """Sends the token, and keeps the answer when the server refuses it: the fastmcp Client's
-    own error on a 401 or 403 does not say which it was."""
+    """Sends the token, and keeps the server's answer when it is an error: the fastmcp Client's
+    own error on a 401, 403 or 404 does not say which it was."""
 
     def __init__(self, token: str) -> None:
         self.token = token
@@ -77,20 +79,23 @@ class BearerToken(httpx2.Auth):
     def auth_flow(self, request):
         request.headers["Authorization"] = f"Bearer {self.token}"
         response = yield request
-        if response.status_code in (401, 403):
+        if response.status_code >= 400:
             self.refusal = response
 
 
 def explain(refusal: httpx2.Response, url: str) -> str:
-    """One line from a 401 or 403: what the server said, and what to check."""
+    """One line from an HTTP error: what the server said, and what to check."""
     challenge = dict(re.findall(r'(\w+)="([^"]*)"', refusal.headers.get("www-authenticate", "")))
-    said = f"the server refused the token (HTTP {refusal.status_code}, {challenge.get('error')})"
-    if refusal.status_code == 403:
+    error, status = challenge.get("error"), refusal.status_code
+    said = f"the server refused the token (HTTP {status}, {error})"
+    if error == "insufficient_scope":
         return f'{said}: it needs scope "{challenge.get("scope")}"; mint it with --scopes'
-    return (
-        f"{said}: check that public.pem belongs to private.pem, iss is {ISSUER}, "
-        f"aud is {url} (exactly the URL the server printed), and the clock is right"
-    )
+    if error == "invalid_token":
+        return (
+            f"{said}: check that public.pem belongs to private.pem, iss is {ISSUER}, "
+            f"aud is {url} (exactly the URL the server printed), and the clock is right"
+        )
+    return f"{url} answered HTTP {status}: check --url against the URL the server printed"
 
 
 async def run(url: str, token: str) -> None:

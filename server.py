@@ -191,6 +191,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default=HOST, help=f"address to bind (default {HOST})")
     parser.add_argument("--port", type=int, default=PORT, help=f"0 picks a free one ({PORT})")
     parser.add_argument("--public-key", type=Path, default=PUBLIC_KEY_PATH, metavar="PATH")
+    parser.add_argument(
+        "--json-response",
+        action="store_true",
+        help="answer with plain JSON, not an SSE stream: less CPU per call, but no progress "
+        "or log notifications while a tool runs",
+    )
     args = parser.parse_args(argv)
     public_key_pem = load_public_key(args.public_key)
     try:  # bind first, so that a busy port is one clear line rather than a traceback
@@ -204,7 +210,14 @@ def main(argv: list[str] | None = None) -> None:
     port = sock.getsockname()[1]
     protect(public_key_pem, port)
     print(f"Starting FastMCP server on {mcp_url(port)}", flush=True)
-    mcp.run(transport="http", sockets=[sock], host=args.host, port=port, show_banner=False)
+    mcp.run(
+        transport="http",
+        sockets=[sock],
+        host=args.host,
+        port=port,
+        show_banner=False,
+        json_response=args.json_response,
+    )
 
 
 if __name__ == "__main__":

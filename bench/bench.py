@@ -4,6 +4,7 @@ measured side by side in alternating rounds:
 - server.py (StrictJWTVerifier with its cache) against bench/twin.py (the same greet tool and
   settings, no auth), driving `tools/call` over kept-open MCP sessions at concurrency 1 and 20;
 - server.py stateless (`FASTMCP_STATELESS_HTTP=true`) against server.py with sessions;
+- server.py --json-response against server.py answering with SSE streams;
 - client.py end to end against the bare `from fastmcp import Client` import;
 - server.py start to first answer, and one token check by its verifier, cached and not.
 
@@ -223,6 +224,7 @@ async def main() -> None:
     auth, ready = start("auth", server_args, keys)
     twin, _ = start("no-auth", [str(ROOT / "bench" / "twin.py")], keys)
     stateless, _ = start("stateless", server_args, keys, {"FASTMCP_STATELESS_HTTP": "true"})
+    json_answers, _ = start("json", [*server_args, "--json-response"], keys)
     try:
         rss = {}
         for srv in (auth, twin):
@@ -233,6 +235,7 @@ async def main() -> None:
             rss[srv.name].append(srv.rss_mb())
         auth_vs_twin = await compare(auth, twin, rounds, calls)
         stateless_vs_sessions = await compare(stateless, auth, rounds, calls)
+        json_vs_sse = await compare(json_answers, auth, rounds, calls)
         verify = await verify_costs(keys, 200 if args.quick else 2_000)
 
         client_py = [str(ROOT / "client.py"), "--url", auth.url]
@@ -243,7 +246,7 @@ async def main() -> None:
             runs["library"].append(timed([sys.executable, "-c", LIBRARY_FLOOR, twin.url]))
             runs["client"].append(timed([sys.executable, *client_py]))
     finally:
-        for srv in (auth, twin, stateless):
+        for srv in (auth, twin, stateless, json_answers):
             srv.proc.terminate()
 
     cpu = platform.processor() or platform.machine()
@@ -251,6 +254,7 @@ async def main() -> None:
     print(f"fastmcp {fastmcp.__version__}; {rounds} alternating rounds of {calls} calls per row")
     print_pair("auth", "no-auth", auth_vs_twin)
     print_pair("auth, stateless", "auth, sessions", stateless_vs_sessions)
+    print_pair("auth, --json-response", "auth, SSE", json_vs_sse)
     print("\n| memory | auth | no-auth |")
     print("|---|---:|---:|")
     for i, done in enumerate((1_000, rss_calls)):

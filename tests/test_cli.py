@@ -8,7 +8,7 @@ import sys
 import pytest
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from conftest import ROOT, run, running
+from conftest import ROOT, run, run_client, running
 from fastmcp_auth import __main__ as cli
 from fastmcp_auth import client, server
 
@@ -145,3 +145,36 @@ def test_a_public_key_the_server_cannot_use_is_one_line(make, says, keys, tmp_pa
     result = run([sys.executable, str(ROOT / "server.py"), "--public-key", str(path)])
     line = one_line_error(result)
     assert says in line and str(path) in line, line
+
+
+@pytest.mark.parametrize(
+    "make, says",
+    [
+        (lambda path, keys: path.write_text("not a key\n"), "not an unencrypted PEM private key"),
+        (
+            lambda path, keys: path.write_bytes((keys / "public.pem").read_bytes()),
+            "not an unencrypted PEM private key",
+        ),
+        (lambda path, keys: path.mkdir(), "cannot read private key"),
+    ],
+    ids=["malformed", "public key", "unreadable"],
+)
+def test_a_private_key_the_client_cannot_use_is_one_line(make, says, keys, tmp_path):
+    path = tmp_path / "private.pem"
+    make(path, keys)
+    result = run([sys.executable, str(ROOT / "client.py"), "--private-key", str(path)])
+    line = one_line_error(result)
+    assert says in line and str(path) in line, line
+
+
+def test_json_response_answers_with_json_and_keeps_every_rule(keys, mint, tmp_path):
+    args = [sys.executable, str(ROOT / "server.py"), "--port", "0", "--json-response"]
+    with running([*args, "--public-key", str(keys / "public.pem")], tmp_path / "log") as srv:
+        accepted = srv.post(mint(aud=srv.url))
+        assert accepted.status_code == 200, accepted.text
+        assert accepted.headers["content-type"] == "application/json"
+        assert accepted.json()["result"]["serverInfo"]["name"] == "JWT-protected greeter"
+        refused = srv.post(mint(aud=srv.url, exp=None))
+        assert refused.status_code == 401, refused.text
+        result = run_client(keys, "--url", srv.url)
+        assert "💬 Greet result: Hello, FastMCP!" in result.stdout.splitlines(), result.stderr

@@ -79,3 +79,13 @@ def test_client_py_with_the_admin_scope_calls_the_admin_tool(live_server, keys):
     lines = result.stdout.splitlines()
     assert "📋 Available tools: ['greet', 'whoami', 'server_config']" in lines, result.stdout
     assert any(line.startswith("🔒 Admin tool server_config: {'issuer'") for line in lines)
+
+
+def test_client_py_with_a_wrong_path_says_to_check_the_url(live_server, keys):
+    url = live_server.url.replace("/mcp", "/wrong")
+    result = run_client(keys, "--url", url)
+    assert result.returncode == 1, result.stdout
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.strip() == (
+        f"Error: {url} answered HTTP 404: check --url against the URL the server printed"
+    )
