@@ -77,7 +77,10 @@ def test_print_token_takes_scopes_and_expires_in(live_server, keys):
 CURL_RUNS = re.findall(r"```bash\n(curl .*?)\n```\n\n```text\n(.*?)```", README, re.S)
 
 
-@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+needs_curl = pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+
+
+@needs_curl
 @pytest.mark.parametrize("command, shown", CURL_RUNS, ids=range(len(CURL_RUNS)))
 def test_the_readme_curl_commands_print_what_it_shows(live_server, keys, command, shown):
     result = run(["bash", "-c", as_written(command, live_server, keys)])
@@ -203,3 +206,15 @@ def test_the_mcp_inspector_cli_lists_and_calls_greet_with_the_header(live_server
     assert result.returncode == 0, result.stdout + result.stderr
     assert '"name": "greet"' in result.stdout, result.stdout
     assert '"text": "Hello, Inspector!"' in result.stdout, result.stdout
+
+
+@needs_curl
+def test_the_readme_log_line_for_an_expired_token_is_what_the_server_logs(live_server, keys):
+    (command,) = [c for c, _ in CURL_RUNS if "--expires-in -60" in c]
+    (log_line,) = re.findall(r"```text\n(WARNING: .*?)\n```", README)
+    before = len(live_server.log())
+    assert run(["bash", "-c", as_written(command, live_server, keys)]).returncode == 0
+    deadline = time.monotonic() + 5
+    while log_line not in live_server.log()[before:] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert log_line in live_server.log()[before:].splitlines(), live_server.log()[before:]
