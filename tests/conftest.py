@@ -73,10 +73,10 @@ def running(args: list[str], log_path: Path, cwd: Path = ROOT) -> Iterator[Serve
             proc.wait()
 
 
-def run(args: list[str], **kw) -> subprocess.CompletedProcess:
+def run(args: list[str], timeout: float = 120, **kw) -> subprocess.CompletedProcess:
     """Run a command to completion and capture its output as text."""
     return subprocess.run(
-        args, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False, **kw
+        args, cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False, **kw
     )
 
 
