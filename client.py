@@ -15,6 +15,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx2
 import jwt
@@ -52,6 +53,18 @@ def load_private_key(path: Path) -> rsa.RSAPrivateKey:
     if not isinstance(key, rsa.RSAPrivateKey):
         raise ClientError(f"{path} is not an RSA key; RS256 needs one: {KEYGEN_HINT}")
     return key
+
+
+def http_url(text: str) -> str:
+    """argparse type for --url: an http(s) URL with a host and a valid port."""
+    try:
+        url = urlsplit(text)
+        url.port  # noqa: B018 -- raises ValueError when out of range
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"{text!r}: {e}") from None
+    if url.scheme not in ("http", "https") or not url.hostname:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an http(s) URL like {URL}")
+    return text
 
 
 def mint_token(key: rsa.RSAPrivateKey, audience: str, scopes: str, expires_in: int) -> str:
@@ -129,7 +142,7 @@ async def run(url: str, token: str) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Call the JWT-protected MCP server.")
-    parser.add_argument("--url", default=URL, help=f"the server's MCP endpoint (default {URL})")
+    parser.add_argument("--url", type=http_url, default=URL, help=f"MCP endpoint (default {URL})")
     parser.add_argument("--private-key", type=Path, default=PRIVATE_KEY_PATH, metavar="PATH")
     parser.add_argument("--scopes", default=SCOPES, help=f'space-separated (default "{SCOPES}")')
     parser.add_argument("--expires-in", type=int, default=EXPIRES_IN, metavar="SECONDS")

@@ -9,7 +9,6 @@ scope; `server_config` also needs `admin`. Make the key pair once (`uv run -m fa
 
 import argparse
 import logging
-import os
 import socket
 import sys
 import time
@@ -186,10 +185,17 @@ def create_server() -> FastMCP:
     return protect(load_public_key(PUBLIC_KEY_PATH), settings.port)
 
 
+def port_number(text: str) -> int:
+    """argparse type for --port: 0 to 65535."""
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0 to 65535)")
+    return int(text)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Serve the greet tool behind JWT authentication.")
     parser.add_argument("--host", default=HOST, help=f"address to bind (default {HOST})")
-    parser.add_argument("--port", type=int, default=PORT, help=f"0 picks a free one ({PORT})")
+    parser.add_argument("--port", type=port_number, default=PORT, help=f"0: any free ({PORT})")
     parser.add_argument("--public-key", type=Path, default=PUBLIC_KEY_PATH, metavar="PATH")
     parser.add_argument(
         "--json-response",
@@ -202,8 +208,9 @@ def main(argv: list[str] | None = None) -> None:
     try:  # bind first, so that a busy port is one clear line rather than a traceback
         sock = socket.create_server((args.host, args.port))
     except OSError as e:
+        reason = e.strerror.partition(" (while attempting")[0]  # socket adds the address
         where = f"{args.host} port {args.port}"
-        sys.exit(f"Error: cannot listen on {where} ({os.strerror(e.errno)}): try another --port")
+        sys.exit(f"Error: cannot listen on {where} ({reason}): try another --port or --host")
     # asyncio sets TCP_NODELAY only on sockets it binds itself; accepted connections inherit it
     # from here. Without it, each response sent in two writes (every 401) waits 40 ms for an ACK.
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

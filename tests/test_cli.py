@@ -178,3 +178,19 @@ def test_json_response_answers_with_json_and_keeps_every_rule(keys, mint, tmp_pa
         assert refused.status_code == 401, refused.text
         result = run_client(keys, "--url", srv.url)
         assert "💬 Greet result: Hello, FastMCP!" in result.stdout.splitlines(), result.stderr
+
+
+@pytest.mark.parametrize(
+    "script, args, says",
+    [
+        ("server.py", ["--port", "99999"], "argument --port: '99999' is not a port number"),
+        ("server.py", ["--port", "eighty"], "argument --port: 'eighty' is not a port number"),
+        ("client.py", ["--url", "localhost:8000/mcp"], "is not an http(s) URL like"),
+        ("client.py", ["--url", "http://localhost:99999/mcp"], "Port out of range 0-65535"),
+    ],
+)
+def test_a_malformed_flag_is_an_argparse_error_not_a_traceback(script, args, says):
+    result = run([sys.executable, str(ROOT / script), *args])
+    assert result.returncode == 2, result.stdout
+    assert "Traceback" not in result.stderr, result.stderr
+    assert says in result.stderr.strip().splitlines()[-1], result.stderr
