@@ -126,43 +126,48 @@ def ec_public_key_pem() -> bytes:
     return key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
 
 
+SERVER_KEY = ("server.py", "--public-key", "public.pem")
+CLIENT_KEY = ("client.py", "--private-key", "private.pem")
+
+
 @pytest.mark.parametrize(
-    "make, says",
+    "use, make, says",
     [
-        (lambda path, keys: path.write_text("not a key\n"), "is not a PEM public key"),
+        (SERVER_KEY, lambda path, keys: path.write_text("junk\n"), "is not a PEM public key"),
         (
+            SERVER_KEY,
             lambda path, keys: path.write_bytes((keys / "private.pem").read_bytes()),
             "is a private key; the server needs only public.pem",
         ),
-        (lambda path, keys: path.write_bytes(ec_public_key_pem()), "is not an RSA public key"),
-        (lambda path, keys: path.mkdir(), "cannot read public key"),
-    ],
-    ids=["malformed", "private key", "EC key", "unreadable"],
-)
-def test_a_public_key_the_server_cannot_use_is_one_line(make, says, keys, tmp_path):
-    path = tmp_path / "public.pem"
-    make(path, keys)
-    result = run([sys.executable, str(ROOT / "server.py"), "--public-key", str(path)])
-    line = one_line_error(result)
-    assert says in line and str(path) in line, line
-
-
-@pytest.mark.parametrize(
-    "make, says",
-    [
-        (lambda path, keys: path.write_text("not a key\n"), "not an unencrypted PEM private key"),
         (
+            SERVER_KEY,
+            lambda path, keys: path.write_bytes(ec_public_key_pem()),
+            "is not an RSA public key",
+        ),
+        (SERVER_KEY, lambda path, keys: path.mkdir(), "cannot read public key"),
+        (CLIENT_KEY, lambda path, keys: path.write_text("junk\n"), "not an unencrypted PEM"),
+        (
+            CLIENT_KEY,
             lambda path, keys: path.write_bytes((keys / "public.pem").read_bytes()),
             "not an unencrypted PEM private key",
         ),
-        (lambda path, keys: path.mkdir(), "cannot read private key"),
+        (CLIENT_KEY, lambda path, keys: path.mkdir(), "cannot read private key"),
     ],
-    ids=["malformed", "public key", "unreadable"],
+    ids=[
+        "server: malformed",
+        "server: private key",
+        "server: EC key",
+        "server: unreadable",
+        "client: malformed",
+        "client: public key",
+        "client: unreadable",
+    ],
 )
-def test_a_private_key_the_client_cannot_use_is_one_line(make, says, keys, tmp_path):
-    path = tmp_path / "private.pem"
+def test_a_key_file_the_script_cannot_use_is_one_line(use, make, says, keys, tmp_path):
+    script, flag, name = use
+    path = tmp_path / name
     make(path, keys)
-    result = run([sys.executable, str(ROOT / "client.py"), "--private-key", str(path)])
+    result = run([sys.executable, str(ROOT / script), flag, str(path)])
     line = one_line_error(result)
     assert says in line and str(path) in line, line
 
