@@ -351,6 +351,19 @@ def test_the_server_logs_why_it_refused_and_the_client_is_not_told(
     assert (response.text, challenge(response)) == (generic.text, challenge(generic))
 
 
+def test_a_session_opened_by_one_subject_is_not_usable_by_another(live_server, mint):
+    opened = live_server.post(mint(sub="alice"))
+    assert opened.status_code == 200, opened.text
+    session = {"mcp-session-id": opened.headers["mcp-session-id"]}
+    whoami = {"jsonrpc": "2.0", "id": 2, "method": "tools/call"}
+    whoami["params"] = {"name": "whoami", "arguments": {}}
+    for sub, status in (("alice", 200), ("mallory", 404)):
+        headers = {**MCP_HEADERS, **session, "Authorization": f"Bearer {mint(sub=sub)}"}
+        response = httpx.post(live_server.url, json=whoami, headers=headers, timeout=10)
+        assert response.status_code == status, response.text
+    assert "Session not found" in response.text
+
+
 def test_the_server_log_holds_no_token(live_server, mint):
     """Runs last in this module: every token the tests minted so far, none in the log."""
     log = live_server.log()
