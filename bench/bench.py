@@ -133,6 +133,12 @@ async def sessions_for(srv: Server, concurrency: int) -> list:
     return [(http, await open_session(http, srv)) for http in clients]
 
 
+async def close(*pools: list) -> None:
+    for pool in pools:
+        for http, _ in pool:
+            await http.aclose()
+
+
 def summary(srv: Server, concurrency: int) -> dict:
     rounds = srv.rounds[concurrency]
     calls = sum(r[0] for r in rounds)
@@ -149,13 +155,13 @@ async def compare(a: Server, b: Server, rounds: int, calls: int) -> dict:
     """{concurrency: (summary of a, summary of b)} from alternating rounds on kept-open sessions."""
     results = {}
     for concurrency in (1, 20):
-        a.rounds.clear(), b.rounds.clear()
+        a.rounds.clear()
+        b.rounds.clear()
         pools = {srv.name: await sessions_for(srv, concurrency) for srv in (a, b)}
         for i in range(rounds):  # alternate who goes first, so drift hits both alike
             for srv in (a, b) if i % 2 == 0 else (b, a):
                 await drive(srv, pools[srv.name], calls)
-        for http, _ in pools[a.name] + pools[b.name]:
-            await http.aclose()
+        await close(*pools.values())
         results[concurrency] = (summary(a, concurrency), summary(b, concurrency))
     return results
 
@@ -173,8 +179,7 @@ def print_pair(a: str, b: str, results: dict) -> None:
         print(f"\n| tools/call, concurrency {concurrency} | {a} | {b} | ratio |")
         print("|---|---:|---:|---:|")
         for metric in sa:
-            ratio = sa[metric] / sb[metric]
-            print(f"| {metric} | {sa[metric]:,.1f} | {sb[metric]:,.1f} | {ratio:.3f} |")
+            row(metric, f"{sa[metric]:,.1f}", f"{sb[metric]:,.1f}", *ratios(sa[metric], sb[metric]))
 
 
 async def verify_costs(keys: Path, count: int) -> tuple[float, float]:
@@ -216,13 +221,17 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description="Measure what JWT authentication costs.")
     parser.add_argument("--quick", action="store_true", help="fewer calls, for a smoke test")
     args = parser.parse_args()
-    rounds, calls, rss_calls = (2, 60, 1_500) if args.quick else (6, 600, 10_000)
+    with tempfile.TemporaryDirectory() as folder:  # removed afterwards, private key and all
+        await measure(Path(folder), args.quick)
 
-    keys = Path(tempfile.mkdtemp())
+
+async def measure(keys: Path, quick: bool) -> None:
+    rounds, calls, rss_calls = (2, 60, 1_500) if quick else (6, 600, 10_000)
     write_keys(keys / "private.pem", keys / "public.pem")
     server_args = [str(ROOT / "server.py"), "--public-key", str(keys / "public.pem")]
     auth, ready = start("auth", server_args, keys)
-    twin, _ = start("no-auth", [str(ROOT / "bench" / "twin.py")], keys)
+    twin_args = [str(ROOT / "bench" / "twin.py"), "--public-key", str(keys / "public.pem")]
+    twin, _ = start("no-auth", twin_args, keys)
     stateless, _ = start("stateless", server_args, keys, {"FASTMCP_STATELESS_HTTP": "true"})
     json_answers, _ = start("json", [*server_args, "--json-response"], keys)
     try:
@@ -233,15 +242,16 @@ async def main() -> None:
             rss[srv.name] = [srv.rss_mb()]
             await drive(srv, pool, rss_calls - srv.calls)
             rss[srv.name].append(srv.rss_mb())
+            await close(pool)
         auth_vs_twin = await compare(auth, twin, rounds, calls)
         stateless_vs_sessions = await compare(stateless, auth, rounds, calls)
         json_vs_sse = await compare(json_answers, auth, rounds, calls)
-        verify = await verify_costs(keys, 200 if args.quick else 2_000)
+        verify = await verify_costs(keys, 200 if quick else 2_000)
 
         client_py = [str(ROOT / "client.py"), "--url", auth.url]
         client_py += ["--private-key", str(keys / "private.pem")]
         runs = {"import": [], "library": [], "client": []}
-        for _ in range(2 if args.quick else 7):  # alternating, as above
+        for _ in range(2 if quick else 7):  # alternating, as above
             runs["import"].append(timed([sys.executable, "-c", "from fastmcp import Client"]))
             runs["library"].append(timed([sys.executable, "-c", LIBRARY_FLOOR, twin.url]))
             runs["client"].append(timed([sys.executable, *client_py]))

@@ -2,16 +2,15 @@
 Origin checks, logging, a pre-bound socket), but without the token check. It answers anyone: a
 yardstick, not an example to copy.
 
-    uv run bench/twin.py --port 0
+    uv run bench/twin.py --port 0 --public-key public.pem
 """
 
 import argparse
-import logging
 import socket
+from pathlib import Path
 
-from fastmcp import FastMCP, settings
+from fastmcp import FastMCP
 from fastmcp.server.auth import require_scopes
-from fastmcp.utilities.logging import configure_logging
 
 from fastmcp_auth import server
 
@@ -24,15 +23,14 @@ twin.tool(server.server_config, auth=require_scopes(server.ADMIN_SCOPE))
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--public-key", type=Path, default=server.PUBLIC_KEY_PATH)
     args = parser.parse_args()
     sock = socket.create_server((server.HOST, args.port))
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     port = sock.getsockname()[1]
-    # What server.protect() does, but for mcp.auth.
-    settings.http_host_origin_protection = True
-    settings.enable_rich_logging = False
-    configure_logging(settings.log_level)
-    logging.getLogger("uvicorn.access").addFilter(server.hide_query_string)
+    # server.py's own settings and logging, so the two differ only in the token check: the auth
+    # that protect() gives server.mcp is never served here.
+    server.protect(server.load_public_key(args.public_key), port)
     print(f"Starting FastMCP server on {server.mcp_url(port)}", flush=True)
     twin.run(transport="http", sockets=[sock], host=server.HOST, port=port, show_banner=False)
 

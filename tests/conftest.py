@@ -1,6 +1,7 @@
 """Shared fixtures: a key pair in a temporary folder, the real server on an ephemeral loopback
 port, and helpers to mint tokens and send raw MCP requests to it."""
 
+import asyncio
 import os
 import re
 import subprocess
@@ -14,6 +15,7 @@ from pathlib import Path
 import httpx
 import jwt
 import pytest
+from fastmcp import Client
 
 from fastmcp_auth import client, server
 from fastmcp_auth.__main__ import write_keys
@@ -71,6 +73,18 @@ def running(args: list[str], log_path: Path, cwd: Path = ROOT) -> Iterator[Serve
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def call(url: str, token: str, tool: str | None = None, **arguments):
+    """As an MCP client holding `token`: the tool names (no `tool`), or what `tool` returns."""
+
+    async def go():
+        async with Client(url, auth=token) as mcp:
+            if tool is None:
+                return [t.name for t in await mcp.list_tools()]
+            return (await mcp.call_tool(tool, arguments)).data
+
+    return asyncio.run(go())
 
 
 def run(args: list[str], timeout: float = 120, **kw) -> subprocess.CompletedProcess:

@@ -1,10 +1,6 @@
 """The example works end to end: the real server over real HTTP, the real client."""
 
-import asyncio
-
-from fastmcp import Client
-
-from conftest import run_client
+from conftest import call, run_client
 from fastmcp_auth.__main__ import write_keys
 
 ORIGINAL_LINES = [
@@ -13,18 +9,6 @@ ORIGINAL_LINES = [
     "💬 Greet result: Hello, FastMCP!",
     "🔌 Client disconnected: False",
 ]
-
-
-def call(url: str, token: str, tool: str | None = None, **arguments):
-    """List the tools (no `tool`) or call one, as an MCP client holding `token`."""
-
-    async def go():
-        async with Client(url, auth=token) as mcp:
-            if tool is None:
-                return [t.name for t in await mcp.list_tools()]
-            return (await mcp.call_tool(tool, arguments)).data
-
-    return asyncio.run(go())
 
 
 def test_the_tools_list_shows_greet(live_server, mint):

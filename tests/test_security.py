@@ -1,7 +1,6 @@
 """Safe by default: the RFC 8725 checklist and the MCP authorization rules, against the real
 server over HTTP. Each refusal asserts the exact status and the WWW-Authenticate challenge."""
 
-import asyncio
 import base64
 import hashlib
 import hmac
@@ -17,10 +16,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import jwt
 import pytest
-from fastmcp import Client
 from fastmcp.exceptions import ToolError
 
-from conftest import MCP_HEADERS, ROOT
+from conftest import MCP_HEADERS, ROOT, call
 from fastmcp_auth import client, server
 from fastmcp_auth.__main__ import write_keys
 
@@ -250,35 +248,19 @@ def test_a_thousand_random_authorization_headers_get_4xx_and_the_server_lives(li
     assert live_server.post(mint()).status_code == 200
 
 
-def tools_for(url: str, token: str) -> list[str]:
-    async def go():
-        async with Client(url, auth=token) as mcp:
-            return [tool.name for tool in await mcp.list_tools()]
-
-    return asyncio.run(go())
-
-
-def call_tool(url: str, token: str, name: str):
-    async def go():
-        async with Client(url, auth=token) as mcp:
-            return (await mcp.call_tool(name, {})).data
-
-    return asyncio.run(go())
-
-
 def test_the_admin_tool_is_hidden_from_tokens_without_the_admin_scope(live_server, mint):
-    assert tools_for(live_server.url, mint(scope="read")) == ["greet", "whoami"]
+    assert call(live_server.url, mint(scope="read")) == ["greet", "whoami"]
 
 
 def test_the_admin_tool_refuses_a_call_without_the_admin_scope(live_server, mint):
     with pytest.raises(ToolError):
-        call_tool(live_server.url, mint(scope="read"), "server_config")
+        call(live_server.url, mint(scope="read"), "server_config")
 
 
 def test_an_admin_token_sees_and_calls_the_admin_tool(live_server, mint):
     token = mint(scope="read admin")
-    assert "server_config" in tools_for(live_server.url, token)
-    config = call_tool(live_server.url, token, "server_config")
+    assert "server_config" in call(live_server.url, token)
+    config = call(live_server.url, token, "server_config")
     assert config == {
         "issuer": server.ISSUER,
         "required_scope": "read",
@@ -288,7 +270,7 @@ def test_an_admin_token_sees_and_calls_the_admin_tool(live_server, mint):
 
 def test_whoami_tells_subject_and_scopes_and_never_the_token(live_server, mint):
     token = mint(scope="read write")
-    answer = call_tool(live_server.url, token, "whoami")
+    answer = call(live_server.url, token, "whoami")
     assert answer == {"subject": client.SUBJECT, "scopes": ["read", "write"]}
     assert token.split(".")[2] not in json.dumps(answer)
 
