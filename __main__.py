@@ -1,8 +1,9 @@
 """Run the example: the server, a key pair, or the whole flow in one command.
 
     uv run -m fastmcp_auth demo              # keys if missing, server on a free port, client
+    uv run -m fastmcp_auth demo --authserver # the same with a real OAuth server (Node.js, npm)
     uv run -m fastmcp_auth keygen [--force]  # private.pem (0600) and public.pem, as openssl's
-    uv run -m fastmcp_auth [--port 8000]     # the server, same flags as `uv run server.py`
+    uv run -m fastmcp_auth [--port 8000]     # the server: the flags of `uv run server.py`
 
 `uv run __main__.py ...` does the same.
 """
@@ -10,9 +11,15 @@
 import argparse
 import os
 import re
+import secrets
+import shutil
+import socket
 import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
@@ -55,38 +62,90 @@ def keygen(argv: list[str]) -> None:
     parser.add_argument("--dir", type=Path, default=HERE, help="where to write (default: here)")
     parser.add_argument("--force", action="store_true", help="replace existing keys")
     args = parser.parse_args(argv)
+    if not args.dir.is_dir():
+        sys.exit(f"Error: {args.dir} is not a folder: make it first, or give another --dir")
     private_path, public_path = args.dir / "private.pem", args.dir / "public.pem"
     write_keys(private_path, public_path, args.force)
     print(f"Wrote {private_path} (secret, mode 0600) and {public_path}")
+
+
+@contextmanager
+def started(command: list[str], ready: re.Pattern, env: dict | None = None) -> Iterator[str]:
+    """Run `command` until the block ends; yield the URL its output names (`ready`)."""
+    with tempfile.TemporaryDirectory() as folder:  # a file, not a pipe: nobody need read it
+        log_path = Path(folder) / "log"
+        with log_path.open("w") as log:
+            proc = subprocess.Popen(command, stdout=log, stderr=log, text=True, env=env)
+        try:
+            deadline = time.monotonic() + 60
+            while not (found := ready.search(log_path.read_text())):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    sys.exit(
+                        f"Error: {Path(command[1]).name} did not start:\n{log_path.read_text()}"
+                    )
+                time.sleep(0.05)
+            yield found[1]
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
 
 
 def demo(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(
         prog="fastmcp_auth demo", description="Start the server on a free port, run the client."
     )
-    parser.parse_args(argv)
-    private_path, public_path = client.PRIVATE_KEY_PATH, server.PUBLIC_KEY_PATH
+    parser.add_argument(
+        "--authserver",
+        action="store_true",
+        help="get the token from the real authorization server in authserver/ (Node.js, npm)",
+    )
+    if parser.parse_args(argv).authserver:
+        return demo_with_authserver()
+    private_path, public_path = client.PRIVATE_KEY, Path(server.SETTINGS["public_key"][0])
     if not (private_path.exists() and public_path.exists()):
         write_keys(private_path, public_path)
         print(f"No key pair yet: wrote {private_path} and {public_path}")
+    command = [sys.executable, server.__file__, "--port", "0", "--public-key", str(public_path)]
+    with started(command, BANNER) as url:
+        client.main(["--url", url, "--private-key", str(private_path)])
 
-    with tempfile.TemporaryFile("w+") as log:
-        proc = subprocess.Popen(
-            [sys.executable, server.__file__, "--port", "0", "--public-key", str(public_path)],
-            stdout=subprocess.PIPE,
-            stderr=log,
-            text=True,
-        )
-        try:
-            banner = BANNER.search(proc.stdout.readline())
-            if banner is None:
-                proc.wait(timeout=10)
-                log.seek(0)
-                sys.exit(f"Error: the server did not start:\n{log.read()}")
-            client.main(["--url", banner[1], "--private-key", str(private_path)])
-        finally:
-            proc.terminate()
-            proc.wait(timeout=10)
+
+def demo_with_authserver() -> None:
+    """The deployment's flow on loopback: oidc-provider issues the token, the server checks it
+    against the provider's JWKS, the client finds the provider through the server's metadata."""
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        sys.exit("Error: the authorization server needs Node.js and npm: install them first")
+    folder = HERE / "authserver"
+    if not (folder / "node_modules").exists():
+        print("Installing the authorization server (npm ci in authserver/)...")
+        installed = subprocess.run(["npm", "ci", "--silent"], cwd=folder, check=False)
+        if installed.returncode != 0:
+            sys.exit("Error: npm ci failed in authserver/: is the npm registry reachable?")
+    if not (folder / "keys.jwks.json").exists():
+        subprocess.run(["node", str(folder / "keygen.mjs")], check=True)
+    issuer, port = f"http://127.0.0.1:{free_port()}", free_port()
+    url = f"http://localhost:{port}/mcp"
+    secret = secrets.token_urlsafe(24)  # this run's only: handed on through the environment
+    node = ["node", str(folder / "server.mjs"), "--issuer", issuer, "--resource", url]
+    mcp = [sys.executable, server.__file__, "--port", str(port), "--issuer", issuer]
+    mcp += ["--jwks-uri", f"{issuer}/jwks"]
+    with started(
+        node,
+        re.compile(r"Authorization server on (\S+)"),
+        {**os.environ, "AS_CLIENT_SECRET": secret},
+    ):
+        with started(mcp, BANNER):
+            os.environ["MCP_CLIENT_SECRET"] = secret
+            client.main(["--url", url, "--client-id", "demo-client", "--issuer", issuer])
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -95,6 +154,8 @@ def main(argv: list[str] | None = None) -> None:
     if argv and argv[0] in commands:
         commands[argv[0]](argv[1:])
     else:
+        if {"-h", "--help"} & set(argv):
+            print(__doc__.strip() + "\n")  # the sub-commands, then the server's own flags
         server.main(argv)
 
 

@@ -2,26 +2,31 @@
 port, and helpers to mint tokens and send raw MCP requests to it."""
 
 import asyncio
+import json
 import os
 import re
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
 import jwt
 import pytest
 from fastmcp import Client
+from jwt.algorithms import RSAAlgorithm
 
 from fastmcp_auth import client, server
 from fastmcp_auth.__main__ import write_keys
 
 ROOT = Path(server.__file__).resolve().parent
-BANNER = re.compile(r"Starting FastMCP server on (http://localhost:(\d+)/mcp)")
+BANNER = re.compile(r"Starting FastMCP server on (https?://[^:/]+:(\d+)/mcp)")
 INITIALIZE = {
     "jsonrpc": "2.0",
     "id": 1,
@@ -45,6 +50,13 @@ class Server:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def log_once_it_says(self, text: str, seconds: float = 5) -> str:
+        """The log, once `text` is in it or `seconds` have passed: lines come after answers."""
+        deadline = time.monotonic() + seconds
+        while text not in self.log() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self.log()
+
     def post(self, token: str | None = None, headers: dict | None = None, **kw) -> httpx.Response:
         """POST an MCP `initialize` to the server, with `Authorization: Bearer <token>` if given."""
         sent = dict(MCP_HEADERS)
@@ -55,10 +67,12 @@ class Server:
 
 
 @contextmanager
-def running(args: list[str], log_path: Path, cwd: Path = ROOT) -> Iterator[Server]:
+def running(args: list[str], log_path: Path, cwd: Path = ROOT, env=None) -> Iterator[Server]:
     """Start a server command, wait for its banner, and stop it afterwards."""
     with log_path.open("w") as log:
-        proc = subprocess.Popen(args, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.Popen(
+            args, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, text=True, env=env
+        )
     try:
         deadline = time.monotonic() + 60
         while not (banner := BANNER.search(log_path.read_text())):
@@ -73,6 +87,13 @@ def running(args: list[str], log_path: Path, cwd: Path = ROOT) -> Iterator[Serve
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def free_port() -> int:
+    """A port nothing listens on now, for a server that must be told its port in advance."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def call(url: str, token: str, tool: str | None = None, **arguments):
@@ -98,6 +119,42 @@ def run_client(keys: Path, *args: str, encoding: str = "utf-8") -> subprocess.Co
     """Run client.py with the private key in `keys`, its stdout encoded as `encoding`."""
     command = [sys.executable, str(ROOT / "client.py"), "--private-key", str(keys / "private.pem")]
     return run([*command, *args], env={**os.environ, "PYTHONIOENCODING": encoding})
+
+
+class JwksHost:
+    """A JWKS document served on loopback, as an identity provider serves its keys: publish()
+    replaces what it serves; `fetches` counts the GETs."""
+
+    def __init__(self) -> None:
+        host = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                host.fetches += 1
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.end_headers()
+                self.wfile.write(host.body)
+
+            def log_message(self, *args):
+                pass
+
+        self.fetches, self.body = 0, b'{"keys": []}'
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/jwks"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def publish(self, *keys) -> None:
+        """Serve the public halves of `keys`: (kid, private key) pairs."""
+        jwks = [{**json.loads(RSAAlgorithm.to_jwk(k.public_key())), "kid": kid} for kid, k in keys]
+        self.body = json.dumps({"keys": jwks}).encode()
+
+
+@pytest.fixture
+def jwks_host() -> Iterator[JwksHost]:
+    host = JwksHost()
+    yield host
+    host.httpd.shutdown()
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,7 @@ import asyncio
 import base64
 import json
 import time
+from pathlib import Path
 
 import jwt
 import pytest
@@ -16,22 +17,17 @@ from fastmcp_auth import client, server
 AUDIENCE = "http://localhost:8000/mcp"
 
 
-def verifier(public_key, cache_size: int = server.CACHE_SIZE) -> server.StrictJWTVerifier:
+def verifier(public_key) -> server.StrictJWTVerifier:
     pem = public_key.public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     ).decode()
-    return server.StrictJWTVerifier(
-        public_key=pem,
-        issuer=server.ISSUER,
-        audience=AUDIENCE,
-        algorithm="RS256",
-        cache_size=cache_size,
-    )
+    args = server.parse(["--public-url", AUDIENCE])
+    return server.make_auth(args, pem).token_verifier
 
 
 def token(key, **changes) -> str:
     now = int(time.time())
-    claims = {"sub": "u", "iss": server.ISSUER, "aud": AUDIENCE, "exp": now + 300, "scope": "read"}
+    claims = {"sub": "u", "iss": client.ISSUER, "aud": AUDIENCE, "exp": now + 300, "scope": "read"}
     claims.update(changes)
     claims = {name: value for name, value in claims.items() if value is not None}
     return jwt.encode(claims, key, algorithm="RS256")
@@ -57,7 +53,7 @@ def test_a_cache_hit_skips_the_signature_check(private_key, monkeypatch):
     async def no_second_check(token):
         raise AssertionError("verified again")
 
-    monkeypatch.setattr(v, "verify_uncached", no_second_check)
+    monkeypatch.setattr(v, "verify", no_second_check)
     assert check(v, t) is not None
 
 
@@ -96,10 +92,11 @@ def test_a_refused_token_is_never_cached(private_key, changes):
 
 
 @pytest.mark.filterwarnings("ignore:.*(2048 bits|>= 2048)")  # the short key is on purpose
-def test_the_cache_stays_within_its_bound_under_20000_distinct_tokens():
+def test_the_cache_stays_within_its_bound_under_20000_distinct_tokens(monkeypatch):
     # A 1024-bit key signs ten times faster than the example's 2048-bit one; the cache is the same.
     key = rsa.generate_private_key(public_exponent=65537, key_size=1024)
-    v = verifier(key.public_key(), cache_size=1000)
+    v = verifier(key.public_key())
+    monkeypatch.setattr(server, "CACHE_SIZE", 1000)
 
     async def send_all():
         for i in range(20_000):
@@ -108,9 +105,10 @@ def test_the_cache_stays_within_its_bound_under_20000_distinct_tokens():
 
     asyncio.run(send_all())
     assert len(v.verified) == 1000
-    assert next(reversed(v.verified.values())).subject == "user-19999"  # the newest stays
+    assert next(reversed(v.verified.values()))[0].subject == "user-19999"  # the newest stays
 
 
 def test_the_default_bound_is_the_documented_one():
     assert server.CACHE_SIZE == 10_000
-    assert "10,000 tokens" in (client.HERE / "README.md").read_text()
+    docs = (Path(server.__file__).parent / "docs" / "security.md").read_text()
+    assert "| cache of verified tokens | 10,000 tokens |" in docs

@@ -55,6 +55,15 @@ def test_keygen_writes_an_owner_only_private_key_and_its_public_key(tmp_path):
     assert load_pem_public_key(public.read_bytes()) == key.public_key()
 
 
+def test_keygen_into_a_missing_folder_is_one_line(tmp_path):
+    missing = tmp_path / "nowhere"
+    result = run([sys.executable, "-m", "fastmcp_auth", "keygen", "--dir", str(missing)])
+    assert (
+        one_line_error(result)
+        == f"Error: {missing} is not a folder: make it first, or give another --dir"
+    )
+
+
 def test_keygen_refuses_to_overwrite_existing_keys(tmp_path):
     cli.write_keys(tmp_path / "private.pem", tmp_path / "public.pem")
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
@@ -109,13 +118,21 @@ def test_a_busy_port_is_one_line_that_names_it(live_server, keys):
 
 
 def test_demo_makes_missing_keys_then_runs_the_whole_flow(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(client, "PRIVATE_KEY_PATH", tmp_path / "private.pem")
-    monkeypatch.setattr(server, "PUBLIC_KEY_PATH", tmp_path / "public.pem")
+    monkeypatch.setattr(client, "PRIVATE_KEY", tmp_path / "private.pem")
+    monkeypatch.setitem(server.SETTINGS, "public_key", (str(tmp_path / "public.pem"), ""))
     cli.main(["demo"])
     out = capsys.readouterr().out
     assert "No key pair yet: wrote" in out, out
     assert "💬 Greet result: Hello, FastMCP!" in out, out
     assert stat.S_IMODE((tmp_path / "private.pem").stat().st_mode) == 0o600
+
+
+def rsa_public_key_pem(bits: int) -> bytes:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=bits).public_key()
+    return key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
 
 
 def ec_public_key_pem() -> bytes:
@@ -137,14 +154,25 @@ CLIENT_KEY = ("client.py", "--private-key", "private.pem")
         (
             SERVER_KEY,
             lambda path, keys: path.write_bytes((keys / "private.pem").read_bytes()),
-            "is a private key; the server needs only public.pem",
+            "is a private key: the server needs only public.pem",
         ),
         (
             SERVER_KEY,
             lambda path, keys: path.write_bytes(ec_public_key_pem()),
             "is not an RSA public key",
         ),
-        (SERVER_KEY, lambda path, keys: path.mkdir(), "cannot read public key"),
+        (SERVER_KEY, lambda path, keys: path.mkdir(), "is not a public key file"),
+        (SERVER_KEY, lambda path, keys: os.mkfifo(path), "is not a public key file"),
+        (
+            SERVER_KEY,
+            lambda path, keys: path.write_bytes((keys / "public.pem").read_bytes() + bytes(70_000)),
+            "is not a public key file (a regular file of < 64 KB)",
+        ),
+        (
+            SERVER_KEY,
+            lambda path, keys: path.write_bytes(rsa_public_key_pem(1024)),
+            "is not an RSA public key of 2048 bits or more",
+        ),
         (CLIENT_KEY, lambda path, keys: path.write_text("junk\n"), "not an unencrypted PEM"),
         (
             CLIENT_KEY,
@@ -157,7 +185,10 @@ CLIENT_KEY = ("client.py", "--private-key", "private.pem")
         "server: malformed",
         "server: private key",
         "server: EC key",
-        "server: unreadable",
+        "server: a folder",
+        "server: a FIFO, which would block",
+        "server: a key followed by 70 KB of NUL",
+        "server: a 1024-bit key",
         "client: malformed",
         "client: public key",
         "client: unreadable",
@@ -188,8 +219,22 @@ def test_json_response_answers_with_json_and_keeps_every_rule(keys, mint, tmp_pa
 @pytest.mark.parametrize(
     "script, args, says",
     [
-        ("server.py", ["--port", "99999"], "argument --port: '99999' is not a port number"),
-        ("server.py", ["--port", "eighty"], "argument --port: 'eighty' is not a port number"),
+        ("server.py", ["--port", "99999"], "--port '99999' is not a port number (0 to 65535)"),
+        ("server.py", ["--port", "eighty"], "--port 'eighty' is not a whole number > 0"),
+        ("server.py", ["--port", "٨٠٠١"], "--port '٨٠٠١' is not a whole number > 0"),
+        ("server.py", ["--host", ""], "--host '' would listen on every interface: name an address"),
+        ("server.py", ["--max-lifetime", "1e400"], "--max-lifetime '1e400' is not a whole number"),
+        ("server.py", ["--max-token-bytes", "1.5"], "--max-token-bytes '1.5' is not a whole"),
+        ("server.py", ["--sessions-per-subject", "0"], "--sessions-per-subject '0' is not a"),
+        ("server.py", ["--issuer", ""], "--issuer '' is not an http(s) URL"),
+        ("server.py", ["--jwks-uri", "http://idp.example/jwks"], "use https (plain http on"),
+        ("server.py", ["--jwks-ttl", "10", "--jwks-refresh", "30"], "at least --jwks-refresh"),
+        ("server.py", ["--public-url", "http://x/mcp?a=1"], "(no query, fragment or user)"),
+        (
+            "server.py",
+            ["--public-url", "http://x/api"],
+            "must end in /mcp, where the server serves",
+        ),
         ("client.py", ["--url", "localhost:8000/mcp"], "is not an http(s) URL like"),
         ("client.py", ["--url", "http://localhost:99999/mcp"], "Port out of range 0-65535"),
     ],

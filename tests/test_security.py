@@ -1,6 +1,7 @@
 """Safe by default: the RFC 8725 checklist and the MCP authorization rules, against the real
 server over HTTP. Each refusal asserts the exact status and the WWW-Authenticate challenge."""
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -8,6 +9,7 @@ import json
 import random
 import re
 import socket
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -18,7 +20,7 @@ import jwt
 import pytest
 from fastmcp.exceptions import ToolError
 
-from conftest import MCP_HEADERS, ROOT, call
+from conftest import INITIALIZE, MCP_HEADERS, ROOT, call, running
 from fastmcp_auth import client, server
 from fastmcp_auth.__main__ import write_keys
 
@@ -66,6 +68,7 @@ class Forge:
     public_pem: bytes  # the server's public key: public, so the attacker has it too
     attacker_key: object
     attacker_jwk: dict
+    private_key: object  # the real signing key: what a buggy issuer signs with
     jwks_url: str
 
     def hs256_with_public_key(self) -> str:
@@ -81,6 +84,13 @@ class Forge:
         header, _, signature = self.mint().split(".")
         return f"{header}.{b64(json.dumps(self.claims(**changes)).encode())}.{signature}"
 
+    def signed_json(self, **raw: str) -> str:
+        """A token signed with the real key whose claims are valid but for `raw`: claim values
+        written as JSON text (`1e400`, `NaN`), which PyJWT's json.dumps cannot produce."""
+        claims = {name: value for name, value in self.claims().items() if name not in raw}
+        text = json.dumps(claims)[:-1] + "".join(f', "{k}": {v}' for k, v in raw.items()) + "}"
+        return jwt.api_jws.encode(text.encode(), self.private_key, algorithm="RS256")
+
     def with_flipped_signature(self) -> str:
         token = self.mint()
         i = len(token) - 40  # inside the signature, away from its last (partly padding) char
@@ -88,7 +98,7 @@ class Forge:
 
 
 @pytest.fixture(scope="module")
-def forge(mint, claims, keys, tmp_path_factory) -> Forge:
+def forge(mint, claims, keys, private_key, tmp_path_factory) -> Forge:
     folder = tmp_path_factory.mktemp("attacker")
     write_keys(folder / "private.pem", folder / "public.pem")
     attacker_key = client.load_private_key(folder / "private.pem")
@@ -97,7 +107,8 @@ def forge(mint, claims, keys, tmp_path_factory) -> Forge:
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), JwksServer)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     jwks_url = f"http://127.0.0.1:{httpd.server_address[1]}/jwks.json"
-    yield Forge(mint, claims, (keys / "public.pem").read_bytes(), attacker_key, jwk, jwks_url)
+    public_pem = (keys / "public.pem").read_bytes()
+    yield Forge(mint, claims, public_pem, attacker_key, jwk, private_key, jwks_url)
     httpd.shutdown()
 
 
@@ -168,6 +179,24 @@ CASES = {
     "exp as a string": (bearer(lambda f: f.mint(exp=str(NOW + HOUR))), 401, INVALID),
     "exp as a word": (bearer(lambda f: f.mint(exp="tomorrow")), 401, INVALID),
     "exp as a boolean": (bearer(lambda f: f.mint(exp=True)), 401, INVALID),
+    # Claims FastMCP lets through (RFC 9068 §2.2; a signed token from a buggy issuer)
+    "exp Infinity": (bearer(lambda f: f.mint(exp=float("inf"))), 401, INVALID),
+    "exp 1e400": (bearer(lambda f: f.signed_json(exp="1e400")), 401, INVALID),
+    "exp -Infinity": (bearer(lambda f: f.signed_json(exp="-Infinity")), 401, INVALID),
+    "exp NaN": (bearer(lambda f: f.signed_json(exp="NaN")), 401, INVALID),
+    "exp 1e308": (bearer(lambda f: f.mint(exp=1e308)), 401, INVALID),
+    "exp 10**30": (bearer(lambda f: f.mint(exp=10**30)), 401, INVALID),
+    "exp of 4,300 digits": (bearer(lambda f: f.mint(exp=int("9" * 4300))), 401, INVALID),
+    "exp two days ahead": (bearer(lambda f: f.mint(exp=NOW + 2 * 24 * HOUR)), 401, INVALID),
+    "nbf NaN": (bearer(lambda f: f.signed_json(nbf="NaN")), 401, INVALID),
+    "nbf a string": (bearer(lambda f: f.mint(nbf="0")), 401, INVALID),
+    "iat an hour ahead": (bearer(lambda f: f.mint(iat=int(time.time()) + HOUR)), 401, INVALID),
+    "iat a string": (bearer(lambda f: f.mint(iat="now")), 401, INVALID),
+    "iat Infinity": (bearer(lambda f: f.mint(iat=float("inf"))), 401, INVALID),
+    "no sub": (bearer(lambda f: f.mint(sub=None)), 401, INVALID),
+    "empty sub": (bearer(lambda f: f.mint(sub="")), 401, INVALID),
+    "sub a number": (bearer(lambda f: f.mint(sub=42)), 401, INVALID),
+    "a valid token over 8 KB": (bearer(lambda f: f.mint(pad="x" * 8192)), 401, INVALID),
     # Scopes (MCP authorization: a valid token without the needed scope is 403)
     "no scope claim": (bearer(lambda f: f.mint(scope=None)), 403, SCOPE),
     "scope without read": (bearer(lambda f: f.mint(scope="write admin")), 403, SCOPE),
@@ -193,10 +222,8 @@ def test_a_bad_request_gets_the_exact_refusal(live_server, forge, case):
     assert JwksServer.hits == hits, "the server fetched a key from a URL in the token"
 
 
-def test_the_negative_matrix_has_at_least_25_cases_as_the_readme_says():
-    readme = (ROOT / "README.md").read_text()
-    assert len(CASES) >= 25
-    assert f"a {len(CASES)}-case negative matrix" in readme
+def test_the_negative_matrix_has_as_many_cases_as_the_docs_say():
+    assert f"a {len(CASES)}-case negative matrix" in (ROOT / "docs" / "security.md").read_text()
 
 
 def test_oversized_headers_get_400_before_any_verifier(live_server):
@@ -211,9 +238,16 @@ def test_oversized_headers_get_400_before_any_verifier(live_server):
     assert live_server.post().status_code == 401  # and the server is still there
 
 
-def random_authorization(rng: random.Random, valid: str) -> str:
+BAD_TIMES = ["1e400", "-1e400", "Infinity", "-Infinity", "NaN", "1e308", "-1", "null", "true"]
+BAD_TIMES += ['"1700000000"', "[]", "{}", "1.7976931348623157e308", "99999999999"]
+
+
+def random_authorization(rng: random.Random, valid: str, forge: Forge) -> str:
     printable = "".join(chr(c) for c in range(0x20, 0x7F))
-    kind = rng.randrange(5)
+    kind = rng.randrange(6)
+    if kind == 5:  # signed with the real key, one time claim out of range or not a number
+        value = rng.choice([*BAD_TIMES, "9" * rng.randrange(12, 4300)])
+        return "Bearer " + forge.signed_json(**{rng.choice(["exp", "nbf", "iat"]): value})
     if kind == 0:  # noise
         return "".join(rng.choices(printable, k=rng.randrange(1, 300))).strip() or "x"
     if kind == 1:  # noise behind the right scheme
@@ -235,13 +269,15 @@ def random_authorization(rng: random.Random, valid: str) -> str:
     return "Bearer " + "".join(token)
 
 
-def test_a_thousand_random_authorization_headers_get_4xx_and_the_server_lives(live_server, mint):
+def test_a_thousand_random_authorization_headers_get_4xx_and_the_server_lives(
+    live_server, mint, forge
+):
     rng = random.Random(8725)
     valid = mint()
     statuses = {}
     with httpx.Client(headers=MCP_HEADERS, timeout=10) as http:
         for _ in range(1000):
-            header = random_authorization(rng, valid)
+            header = random_authorization(rng, valid, forge)
             r = http.post(live_server.url, json={}, headers={"Authorization": header})
             statuses.setdefault(r.status_code, header)
     assert all(400 <= status < 500 for status in statuses), statuses
@@ -261,11 +297,7 @@ def test_an_admin_token_sees_and_calls_the_admin_tool(live_server, mint):
     token = mint(scope="read admin")
     assert "server_config" in call(live_server.url, token)
     config = call(live_server.url, token, "server_config")
-    assert config == {
-        "issuer": server.ISSUER,
-        "required_scope": "read",
-        "scopes": server.SCOPES_SUPPORTED,
-    }
+    assert config == {"issuer": client.ISSUER, "audience": live_server.url, "scope": "read"}
 
 
 def test_whoami_tells_subject_and_scopes_and_never_the_token(live_server, mint):
@@ -281,8 +313,8 @@ def test_the_protected_resource_metadata_follows_rfc_9728(live_server):
     assert response.status_code == 200, response.text
     assert response.json() == {
         "resource": live_server.url,
-        "authorization_servers": [server.ISSUER],
-        "scopes_supported": ["read", "write", "admin"],
+        "authorization_servers": [client.ISSUER],
+        "scopes_supported": ["read"],
         "bearer_methods_supported": ["header"],
     }
 
@@ -310,11 +342,20 @@ def test_a_foreign_host_is_refused_with_421(live_server, mint):
         (lambda f: f.mint(aud="http://localhost:1/mcp"), "audience mismatch"),
         (lambda f: f.mint(iss="http://evil.example"), "issuer mismatch"),
         (lambda f: f.mint(nbf=NOW + HOUR), "token not yet valid (nbf)"),
-        (lambda f: f.mint(exp=None), "no numeric exp"),
+        (lambda f: f.mint(exp=None), "no exp"),
         (lambda f: f.mint(key=f.attacker_key), "JWT signature/format invalid"),
-        (lambda f: f.mint(scope="write"), "lacks scope 'read'"),
+        (lambda f: f.mint(scope="write"), "lacks scope read"),
+        (lambda f: f.mint(exp=float("inf")), "exp is not a finite number"),
+        (lambda f: f.mint(exp=1e308), "a time is not in seconds since 1970"),
+        (lambda f: f.mint(exp=NOW + 2 * 24 * HOUR), "exp beyond --max-lifetime"),
+        (lambda f: f.mint(iat=NOW + HOUR), "iat in the future"),
+        (lambda f: f.mint(sub=None), "no sub"),
+        (lambda f: f.mint(pad="x" * 8192), "over --max-token-bytes"),
     ],
-    ids=["expired", "audience", "issuer", "nbf", "no exp", "signature", "scope"],
+    ids=[
+        *("expired", "audience", "issuer", "nbf", "no exp", "signature", "scope"),
+        *("exp Infinity", "exp 1e308", "exp too far", "iat ahead", "no sub", "too long"),
+    ],
 )
 def test_the_server_logs_why_it_refused_and_the_client_is_not_told(
     live_server, forge, make, reason
@@ -344,6 +385,95 @@ def test_a_session_opened_by_one_subject_is_not_usable_by_another(live_server, m
         response = httpx.post(live_server.url, json=whoami, headers=headers, timeout=10)
         assert response.status_code == status, response.text
     assert "Session not found" in response.text
+
+
+def test_a_token_value_cannot_break_a_log_line(live_server, mint):
+    # FastMCP logs the client_id of a token with the wrong audience; this one holds a newline.
+    forged_line = "WARNING: Bearer token rejected for client admin: forged"
+    client_id = f"x\n{forged_line}\r\n\x1b[2J"
+    before = len(live_server.log())
+    response = live_server.post(mint(aud="http://localhost:1/mcp", client_id=client_id))
+    assert response.status_code == 401, response.text
+    deadline = time.monotonic() + 5
+    while "audience mismatch" not in live_server.log()[before:] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    lines = live_server.log()[before:].splitlines()
+    (refusal,) = [line for line in lines if "audience mismatch" in line]
+    assert "x\\nWARNING: Bearer token rejected for client admin: forged\\r\\n\\x1b[2J" in refusal
+    assert forged_line not in lines and not any("\x1b" in line for line in lines), lines
+
+
+LIMIT = 3  # --sessions-per-subject for these tests, so that they run in seconds
+
+
+@pytest.fixture(scope="module")
+def capped(keys, mint, tmp_path_factory):
+    """server.py with --sessions-per-subject 3, and open(sub, **headers) -> an initialize answer."""
+    args = [sys.executable, str(ROOT / "server.py"), "--port", "0"]
+    args += ["--sessions-per-subject", str(LIMIT), "--public-key", str(keys / "public.pem")]
+    with running(args, tmp_path_factory.mktemp("capped") / "log") as srv:
+        srv.bearer = lambda sub: {
+            **MCP_HEADERS,
+            "Authorization": f"Bearer {mint(aud=srv.url, sub=sub)}",
+        }
+        srv.open = lambda sub, **headers: srv.post(mint(aud=srv.url, sub=sub), headers=headers)
+        yield srv
+
+
+def test_one_subject_opening_sessions_until_refused_leaves_others_served(capped):
+    statuses = [capped.open("greedy").status_code for _ in range(LIMIT + 3)]  # bounded
+    assert statuses == [200] * LIMIT + [429] * 3, statuses
+    assert f"Refused a new session to greedy: {LIMIT} open" in capped.log()
+    other = capped.open("patient")
+    assert other.status_code == 200, other.text
+
+
+def test_a_closed_session_frees_its_place(capped):
+    sessions = [capped.open("closer").headers["mcp-session-id"] for _ in range(LIMIT)]
+    assert capped.open("closer").status_code == 429
+    headers = {**capped.bearer("closer"), "mcp-session-id": sessions[0]}
+    assert httpx.delete(capped.url, headers=headers, timeout=10).status_code == 200
+    assert capped.open("closer").status_code == 200
+
+
+def test_404s_and_deletes_elsewhere_free_no_place(capped):
+    sessions = [capped.open("trickster").headers["mcp-session-id"] for _ in range(LIMIT)]
+    base = capped.url.removesuffix("/mcp")
+    for sid in sessions:  # the same session ids, sent where no session lives
+        headers = {**capped.bearer("trickster"), "mcp-session-id": sid}
+        assert httpx.get(f"{base}/nope", headers=headers, timeout=10).status_code == 404
+        metadata = f"{base}/.well-known/oauth-protected-resource/mcp"
+        httpx.delete(metadata, headers=headers, timeout=10)
+    assert capped.open("trickster").status_code == 429
+
+
+def test_opens_sent_at_once_are_capped_too(capped):
+    async def open_many():
+        async with httpx.AsyncClient(timeout=10) as http:
+            headers = capped.bearer("hasty")
+            sent = [http.post(capped.url, json=INITIALIZE, headers=headers) for _ in range(12)]
+            return [r.status_code for r in await asyncio.gather(*sent)]
+
+    statuses = asyncio.run(open_many())
+    assert sorted(statuses) == [200] * LIMIT + [429] * (12 - LIMIT), statuses
+
+
+def test_a_failed_open_takes_no_place(capped):
+    headers = capped.bearer("clumsy")
+    not_initialize = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
+    for _ in range(LIMIT + 2):
+        response = httpx.post(capped.url, json=not_initialize, headers=headers, timeout=10)
+        assert response.status_code == 400, response.text
+    assert capped.open("clumsy").status_code == 200
+
+
+def test_sessionless_requests_are_not_capped(capped):
+    for _ in range(LIMIT):
+        assert capped.open("modern").status_code == 200
+    modern = {**capped.bearer("modern"), "mcp-protocol-version": "2026-07-28"}
+    ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+    response = httpx.post(capped.url, json=ping, headers=modern, timeout=10)
+    assert response.status_code != 429, response.text
 
 
 def test_the_server_log_holds_no_token(live_server, mint):
