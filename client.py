@@ -120,13 +120,12 @@ async def run(url: str, auth, label: str) -> None:
         if refusals:
             raise ClientError(explain(refusals[-1], url)) from None
         cause = e.__cause__ or e.__context__
-        if isinstance(cause, httpx2.ConnectError) and "CERTIFICATE_VERIFY_FAILED" in str(cause):
+        if isinstance(cause, httpx2.ConnectError):
+            untrusted = "CERTIFICATE_VERIFY_FAILED" in str(cause)
             raise ClientError(
                 f"{url}: TLS certificate not trusted: set SSL_CERT_FILE to its CA's file"
-            ) from None
-        if isinstance(cause, httpx2.ConnectError):
-            raise ClientError(
-                f"Failed to connect to {url}: is the server running? (uv run server.py)"
+                if untrusted
+                else f"Failed to connect to {url}: is the server running? (uv run server.py)"
             ) from None
         raise
     print(f"🔌 Client disconnected: {client.is_connected()}")
@@ -167,20 +166,16 @@ def main(argv: list[str] | None = None) -> None:
                 scopes=args.scopes,  # None: what the server's challenge asks for
                 issuer=args.issuer,
             )
-            asyncio.run(
-                run(args.url, auth, f"Token from the authorization server: {args.client_id}")
-            )
-            return
-        key = load_private_key(args.private_key)
-        issuer = args.issuer or ISSUER
-        token = mint_token(key, args.url, args.scopes or SCOPES, args.expires_in, issuer)
-        if args.print_token:
-            print(token)
-            return
-        # Show only the token's first part (its header): a whole token is a password.
-        asyncio.run(
-            run(args.url, token, f"Generated JWT token (self-signed):\n   {token.split('.')[0]}...")
-        )
+            label = f"Token from the authorization server: {args.client_id}"
+        else:
+            key = load_private_key(args.private_key)
+            issuer = args.issuer or ISSUER
+            auth = mint_token(key, args.url, args.scopes or SCOPES, args.expires_in, issuer)
+            if args.print_token:
+                return print(auth)
+            # Show only the token's first part (its header): a whole token is a password.
+            label = f"Generated JWT token (self-signed):\n   {auth.split('.')[0]}..."
+        asyncio.run(run(args.url, auth, label))
     except ClientError as e:
         sys.exit(f"Error: {e}")
 

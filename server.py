@@ -27,6 +27,7 @@ from fastmcp.server.dependencies import get_access_token
 from fastmcp.server.lifespan import lifespan
 from fastmcp.utilities.logging import configure_logging
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
+from starlette.datastructures import Headers
 from starlette.middleware import Middleware
 from starlette.responses import PlainTextResponse
 
@@ -60,9 +61,14 @@ class StrictJWTVerifier(JWTVerifier):
     """FastMCP's JWTVerifier (RS256 signature, `iss`, `aud`, `exp`/`nbf` when present) plus the
     rules it leaves to you, and a cache: a client sends the same token with every request."""
 
-    def __init__(self, *, max_bytes: int, max_lifetime: int, jwks_ttl: float, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.max_bytes, self.max_lifetime, self._cache_ttl = max_bytes, max_lifetime, jwks_ttl
+    def __init__(self, args: argparse.Namespace, public_key: str | None) -> None:
+        # FastMCP checks `iss` and `aud` only when given: give both. The audience is this
+        # server's public URL (RFC 8707): a token minted for another server is refused here.
+        key = {"jwks_uri": args.jwks_uri} if args.jwks_uri else {"public_key": public_key}
+        super().__init__(**key, issuer=args.issuer, audience=args.public_url, algorithm="RS256",
+                         jwks_refresh_interval=int(args.jwks_refresh))  # fmt: skip
+        self.max_bytes, self.max_lifetime = int(args.max_token_bytes), int(args.max_lifetime)
+        self._cache_ttl = int(args.jwks_ttl)  # how long FastMCP keeps a JWKS (its default: 1 h)
         self.verified: dict[str, tuple[AccessToken, str]] = {}  # least recently used first
 
     async def load_access_token(self, token: str) -> AccessToken | None:
@@ -70,9 +76,8 @@ class StrictJWTVerifier(JWTVerifier):
             return refuse("?", f"{len(token)} bytes, over --max-token-bytes")
         try:  # the key that verifies it now: public.pem, or its `kid`'s in FastMCP's JWKS copy
             key = await self._get_verification_key(token)
-        except (ValueError, TypeError, AttributeError) as e:  # an unknown kid, a header not JSON
-            return refuse("?", f"no key of the issuer's fits it ({e})")  # (FastMCP refetches at
-            # most every --jwks-refresh seconds)
+        except (ValueError, TypeError, AttributeError) as e:  # a kid unknown (FastMCP refetches
+            return refuse("?", f"no key of the issuer's fits it ({e})")  # after --jwks-refresh s)
         access, cached_key = self.verified.pop(token, (None, None))
         # A cache hit counts only while its key is still published and it has not expired.
         if access is None or cached_key != key or access.expires_at <= time.time():
@@ -113,22 +118,10 @@ def refuse(client_id: str, why: str) -> None:
 
 
 def make_auth(args: argparse.Namespace, public_key: str | None) -> RemoteAuthProvider:
-    # FastMCP checks `iss` and `aud` only when given: give both. The audience is this server's
-    # public URL (RFC 8707), so a token minted for another server is refused here.
-    verifier = StrictJWTVerifier(
-        **({"jwks_uri": args.jwks_uri} if args.jwks_uri else {"public_key": public_key}),
-        issuer=args.issuer,
-        audience=args.public_url,
-        algorithm="RS256",
-        jwks_refresh_interval=float(args.jwks_refresh),
-        jwks_ttl=float(args.jwks_ttl),
-        max_bytes=int(args.max_token_bytes),
-        max_lifetime=int(args.max_lifetime),
-    )
     # RemoteAuthProvider serves RFC 9728 metadata naming the issuer, points every 401 at it, and
     # answers a valid token without BASE_SCOPE with 403 (a bare verifier says 401).
     return RemoteAuthProvider(
-        token_verifier=verifier,
+        token_verifier=StrictJWTVerifier(args, public_key),
         authorization_servers=[args.issuer],
         base_url=args.public_url.removesuffix("/mcp"),
         scopes_supported=[BASE_SCOPE],  # what basic use needs (MCP: the minimal set)
@@ -187,11 +180,6 @@ def hide_query_string(record: logging.LogRecord) -> bool:  # where a careless cl
     return True
 
 
-def first(headers, name: bytes) -> str | None:
-    """A header's first value, as Starlette and the MCP SDK read it."""
-    return next((value.decode("latin-1") for key, value in headers if key == name), None)
-
-
 class SessionsPerSubject:
     """At most `limit` open MCP sessions per token holder: the MCP SDK caps them only for the
     whole server (10,000), so one token could otherwise lock everyone else out."""
@@ -204,21 +192,16 @@ class SessionsPerSubject:
         access = getattr(scope.get("user"), "access_token", None)
         if access is None or scope["path"] != "/mcp":  # nothing that can open a session
             return await self.app(scope, receive, send)
-        holder = (access.client_id, access.subject)  # the SDK binds a session to both
-        mine = self.open.setdefault(holder, {})
-        sid, version = (
-            first(scope["headers"], b"mcp-session-id"),
-            first(scope["headers"], b"mcp-protocol-version"),
-        )
+        holder = (access.client_id, access.subject)  # what the SDK binds a session to
+        mine, headers = self.open.setdefault(holder, {}), Headers(scope=scope)
+        sid, version = headers.get("mcp-session-id"), headers.get("mcp-protocol-version")
         # The SDK may open a session for a request without one, unless it names a sessionless
         # protocol version (2026-07-28 on): that is where the cap applies.
         opening = sid is None and (version is None or version in HANDSHAKE_PROTOCOL_VERSIONS)
         if opening and len(mine) >= self.limit:
-            now = time.monotonic()
-            for idle in [
-                s for s, (busy, end) in mine.items() if not busy and now - end > SESSION_IDLE
-            ]:
-                del mine[idle]  # the SDK closes a session unused for as long
+            now = time.monotonic()  # the SDK closes a session unused for SESSION_IDLE
+            for idle in [s for s, (n, end) in mine.items() if not n and now - end > SESSION_IDLE]:
+                del mine[idle]
             if len(mine) >= self.limit:
                 log.warning("Refused a new session to %s: %d open", access.subject, len(mine))
                 return await PlainTextResponse("Too many open sessions", 429)(scope, receive, send)
@@ -230,20 +213,18 @@ class SessionsPerSubject:
 
         def watch(message):  # a plain function: no extra coroutine for every message
             if message["type"] == "http.response.start":
-                answer.update(
-                    status=message["status"], sid=first(message["headers"], b"mcp-session-id")
-                )
+                answer.update(status=message["status"], headers=Headers(raw=message["headers"]))
             return send(message)
 
         try:
             await self.app(scope, receive, watch)
         finally:
             slot[0], slot[1] = slot[0] - 1, time.monotonic()
-            status = answer.get("status")
+            status, opened = answer.get("status"), answer.get("headers", {}).get("mcp-session-id")
             if opening:
                 del mine[sid]
-                if status == 200 and answer.get("sid"):
-                    mine[answer["sid"]] = [0, slot[1]]
+                if status == 200 and opened:
+                    mine[opened] = [0, slot[1]]
             elif status == 404 or (scope["method"] == "DELETE" and status == 200):
                 mine.pop(sid, None)  # the SDK says it is gone, or has just closed it
             if not mine:
@@ -257,8 +238,8 @@ def log_refused_hosts(app):
     async def logged(scope, receive, send) -> None:
         def watch(message):  # a plain function: no extra coroutine for every message
             status = message.get("status")
-            if status in (421, 403) and not first(message["headers"], b"www-authenticate"):
-                host, origin = first(scope["headers"], b"host"), first(scope["headers"], b"origin")
+            if status in (421, 403) and "www-authenticate" not in Headers(raw=message["headers"]):
+                host, origin = Headers(scope=scope).get("host"), Headers(scope=scope).get("origin")
                 log.warning(
                     "Refused Host %s, Origin %s (%d): allow it with --public-url or "
                     "FASTMCP_HTTP_ALLOWED_HOSTS", host, origin, status,

@@ -10,17 +10,15 @@ import random
 import re
 import socket
 import sys
-import threading
 import time
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import jwt
 import pytest
 from fastmcp.exceptions import ToolError
 
-from conftest import INITIALIZE, MCP_HEADERS, ROOT, call, running
+from conftest import INITIALIZE, MCP_HEADERS, ROOT, JwksHost, call, running
 from fastmcp_auth import client, server
 from fastmcp_auth.__main__ import write_keys
 
@@ -42,23 +40,6 @@ def b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-class JwksServer(BaseHTTPRequestHandler):
-    """Serves the attacker's public key as a JWKS on loopback, and counts who fetches it."""
-
-    hits = 0
-    body = b"{}"
-
-    def do_GET(self):
-        JwksServer.hits += 1
-        self.send_response(200)
-        self.send_header("content-type", "application/json")
-        self.end_headers()
-        self.wfile.write(JwksServer.body)
-
-    def log_message(self, *args):
-        pass
-
-
 @dataclass
 class Forge:
     """What an attacker (and a careless issuer) can make tokens with."""
@@ -69,7 +50,11 @@ class Forge:
     attacker_key: object
     attacker_jwk: dict
     private_key: object  # the real signing key: what a buggy issuer signs with
-    jwks_url: str
+    jwks: JwksHost  # the attacker's key, served on loopback: fetched, it would count
+
+    @property
+    def jwks_url(self) -> str:
+        return self.jwks.url
 
     def hs256_with_public_key(self) -> str:
         """RS→HS key confusion: HMAC-signed with the server's public PEM as the secret (PyJWT
@@ -102,14 +87,12 @@ def forge(mint, claims, keys, private_key, tmp_path_factory) -> Forge:
     folder = tmp_path_factory.mktemp("attacker")
     write_keys(folder / "private.pem", folder / "public.pem")
     attacker_key = client.load_private_key(folder / "private.pem")
-    jwk = {**json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(attacker_key.public_key())), "kid": "x"}
-    JwksServer.body = json.dumps({"keys": [jwk]}).encode()
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), JwksServer)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    jwks_url = f"http://127.0.0.1:{httpd.server_address[1]}/jwks.json"
+    jwks = JwksHost()
+    jwks.publish(("x", attacker_key))
+    jwk = json.loads(jwks.body)["keys"][0]
     public_pem = (keys / "public.pem").read_bytes()
-    yield Forge(mint, claims, public_pem, attacker_key, jwk, private_key, jwks_url)
-    httpd.shutdown()
+    yield Forge(mint, claims, public_pem, attacker_key, jwk, private_key, jwks)
+    jwks.httpd.shutdown()
 
 
 def bearer(make_token):
@@ -215,11 +198,11 @@ def test_a_bad_request_gets_the_exact_refusal(live_server, forge, case):
     }
     if kind != MISSING:
         expected["error"] = kind
-    hits = JwksServer.hits
+    fetches = forge.jwks.fetches
     response = live_server.post(**make(forge))
     assert response.status_code == status, response.text
     assert challenge(response) == expected, response.text
-    assert JwksServer.hits == hits, "the server fetched a key from a URL in the token"
+    assert forge.jwks.fetches == fetches, "the server fetched a key from a URL in the token"
 
 
 def test_the_negative_matrix_has_as_many_cases_as_the_docs_say():
