@@ -11,6 +11,7 @@
 import argparse
 import os
 import re
+import runpy
 import secrets
 import shutil
 import socket
@@ -25,10 +26,8 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-# Absolute imports: `uv run __main__.py` runs this file outside its package.
-from fastmcp_auth import client, server
-
 HERE = Path(__file__).resolve().parent
+SERVER, CLIENT = HERE / "server.py", HERE / "client.py"
 KEY_BITS = 2048
 BANNER = re.compile(r"Starting FastMCP server on (\S+)")
 
@@ -69,6 +68,13 @@ def keygen(argv: list[str]) -> None:
     print(f"Wrote {private_path} (secret, mode 0600) and {public_path}")
 
 
+def free_port() -> int:
+    """A port nothing listens on now: the server must know its port to know its own URL."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 @contextmanager
 def started(command: list[str], ready: re.Pattern, env: dict | None = None) -> Iterator[str]:
     """Run `command` until the block ends; yield the URL its output names (`ready`)."""
@@ -93,6 +99,12 @@ def started(command: list[str], ready: re.Pattern, env: dict | None = None) -> I
                 proc.kill()
 
 
+def run_client(*args: str, env: dict | None = None) -> None:
+    done = subprocess.run([sys.executable, str(CLIENT), *args], env=env, check=False)
+    if done.returncode:
+        sys.exit(done.returncode)
+
+
 def demo(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(
         prog="fastmcp_auth demo", description="Start the server on a free port, run the client."
@@ -104,13 +116,13 @@ def demo(argv: list[str]) -> None:
     )
     if parser.parse_args(argv).authserver:
         return demo_with_authserver()
-    private_path, public_path = client.PRIVATE_KEY, Path(server.SETTINGS["public_key"][0])
+    private_path, public_path = HERE / "private.pem", HERE / "public.pem"
     if not (private_path.exists() and public_path.exists()):
         write_keys(private_path, public_path)
         print(f"No key pair yet: wrote {private_path} and {public_path}")
-    command = [sys.executable, server.__file__, "--port", "0", "--public-key", str(public_path)]
-    with started(command, BANNER) as url:
-        client.main(["--url", url, "--private-key", str(private_path)])
+    command = [sys.executable, str(SERVER), "--port", str(free_port())]
+    with started([*command, "--public-key", str(public_path)], BANNER) as url:
+        run_client("--url", url, "--private-key", str(private_path))
 
 
 def demo_with_authserver() -> None:
@@ -130,33 +142,24 @@ def demo_with_authserver() -> None:
     url = f"http://localhost:{port}/mcp"
     secret = secrets.token_urlsafe(24)  # this run's only: handed on through the environment
     node = ["node", str(folder / "server.mjs"), "--issuer", issuer, "--resource", url]
-    mcp = [sys.executable, server.__file__, "--port", str(port), "--issuer", issuer]
+    mcp = [sys.executable, str(SERVER), "--port", str(port), "--issuer", issuer]
     mcp += ["--jwks-uri", f"{issuer}/jwks"]
-    with started(
-        node,
-        re.compile(r"Authorization server on (\S+)"),
-        {**os.environ, "AS_CLIENT_SECRET": secret},
-    ):
+    env = {**os.environ, "AS_CLIENT_SECRET": secret, "MCP_CLIENT_SECRET": secret}
+    with started(node, re.compile(r"Authorization server on (\S+)"), env):
         with started(mcp, BANNER):
-            os.environ["MCP_CLIENT_SECRET"] = secret
-            client.main(["--url", url, "--client-id", "demo-client", "--issuer", issuer])
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+            run_client("--url", url, "--client-id", "demo-client", env=env)
 
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     commands = {"keygen": keygen, "demo": demo}
     if argv and argv[0] in commands:
-        commands[argv[0]](argv[1:])
-    else:
-        if {"-h", "--help"} & set(argv):
-            print(__doc__.strip() + "\n")  # the sub-commands, then the server's own flags
-        server.main(argv)
+        return commands[argv[0]](argv[1:])
+    if {"-h", "--help"} & set(argv):
+        print(__doc__.strip() + "\n")  # the sub-commands, then the server's own flags
+    # The server reads its flags (and public.pem) as it loads: run it as the script it is.
+    sys.argv = [str(SERVER), *argv]
+    runpy.run_path(str(SERVER), run_name="__main__")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from pathlib import Path
 from fastmcp_auth.__main__ import write_keys
 
 ROOT = Path(__file__).resolve().parent.parent
-BANNER = re.compile(r"Starting FastMCP server on http://localhost:(\d+)/mcp")
+READY = "Uvicorn running on"  # the server listens: uvicorn's own line
 PARSERS = {"h11": ["server.py"], "httptools": ["bench/variant.py", "--undo", "h11"]}
 
 
@@ -48,6 +48,12 @@ def send_header(port: int, mb: int) -> tuple[int, str]:
             return sent, "none"
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mb", type=int, default=200, help="MB of header at most (default 200)")
@@ -62,19 +68,19 @@ def main() -> None:
         try:
             for label, script in PARSERS.items():
                 log = folder / f"{label}.log"  # a file: a full pipe would stall the server
-                key = ["--port", "0", "--public-key", str(folder / "public.pem")]
+                port = free_port()
+                key = ["--port", str(port), "--public-key", str(folder / "public.pem")]
                 with log.open("w") as out:
                     servers.append(server := subprocess.Popen(
                         [sys.executable, *script, *key], cwd=ROOT, stdout=out, stderr=out
                     ))  # fmt: skip
                 deadline = time.monotonic() + 60
-                while not (banner := BANNER.search(log.read_text(errors="replace"))):
+                while READY not in log.read_text(errors="replace"):
                     if server.poll() is not None or time.monotonic() > deadline:
                         sys.exit(f"Error: {label} did not start:\n{log.read_text()}")
                     time.sleep(0.05)
-                time.sleep(1)  # uvicorn starts after the banner
                 rss, read = usage(server.pid)
-                sent, status = send_header(int(banner[1]), args.mb)  # some MB sit in buffers
+                sent, status = send_header(port, args.mb)  # some MB sit in buffers
                 after, read_after = usage(server.pid)
                 read = (read_after - read) / 2**20
                 print(f"| {label} | {read:.2f} ({sent}) | {status} | {rss:.0f} | {after:.0f} |")

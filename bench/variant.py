@@ -1,85 +1,104 @@
 """server.py with exactly one of its speed choices undone, so the benchmark can print what that
-choice is worth. Every rule and log of server.py is kept. A yardstick, not an example to copy.
+choice is worth. server.py runs as it is (runpy), every rule and log kept; only the one choice is
+patched, before it is imported or just before it serves. A yardstick, not an example to copy.
 
-    uv run bench/variant.py --undo tools|telemetry|uvloop --port 0 --public-key public.pem
-    uv run --with httptools bench/variant.py --undo h11 --port 0 --public-key public.pem
+    uv run bench/variant.py --undo json|tools|uvloop|cache --port 8000 --public-key public.pem
+    uv run --with httptools bench/variant.py --undo h11 --port 8000 --public-key public.pem
 
---undo tools       greet and whoami as plain `def`: FastMCP runs each call in a worker thread
---undo telemetry   FASTMCP_TELEMETRY_MODE=native: FastMCP's OpenTelemetry spans, its default
---undo uvloop      uvicorn on the standard asyncio event loop instead of uvloop
+--undo json        answers as SSE streams, FastMCP's default, instead of plain JSON
+--undo tools       its tools as plain `def`: FastMCP runs each call in a worker thread
+--undo uvloop      the standard asyncio event loop instead of uvloop
+--undo cache       no cache of verified tokens: an RS256 signature check on every request
 --undo h11         uvicorn's httptools parser instead of h11 (not a dependency: --with httptools)
 """
 
 import argparse
-import functools
-import os
-import socket
+import runpy
 import sys
+from pathlib import Path
 
+import anyio
+import uvicorn
+from fastmcp import settings
 from fastmcp.server.dependencies import get_access_token
+from fastmcp.utilities import token_cache
 
-import fastmcp_auth.server as server
-
-
-# The same tools as server.py's, as sync functions (what most FastMCP examples write).
-def greet(name: str) -> str:
-    """Greet someone by name."""
-    return f"Hello, {name}!"
+SERVER = Path(__file__).resolve().parent.parent / "server.py"
 
 
-def whoami() -> dict:
-    """Your token's subject and scopes, as the server sees them."""
-    token = get_access_token()
-    return {"subject": token.subject, "scopes": token.scopes}
+def undo_tools(server: dict) -> None:
+    """The same tools as server.py's, as sync functions (what most FastMCP examples write)."""
+
+    def greet(name: str) -> str:
+        """Greet someone by name."""
+        return f"Hello, {name}!"
+
+    def whoami() -> dict:
+        """Your token's subject and scopes, as the server sees them."""
+        token = get_access_token()
+        return {"subject": token.subject, "scopes": token.scopes}
+
+    def server_config() -> dict:
+        """The server's token rules (admin scope only)."""
+        issuer, audience = server["config"].issuer, server["PUBLIC_URL"]
+        return {"issuer": issuer, "audience": audience, "scope": server["BASE_SCOPE"]}
+
+    mcp = server["mcp"]
+    for tool in (greet, whoami, server_config):
+        mcp.local_provider.remove_tool(tool.__name__)  # FastMCP 4: tools live in a provider
+    mcp.tool(greet)
+    mcp.tool(whoami)
+    mcp.tool(server_config, auth=server["require_scopes"](server["ADMIN_SCOPE"]))
 
 
-def undo_tools() -> None:
-    for tool in (greet, whoami):
-        server.mcp.local_provider.remove_tool(tool.__name__)  # FastMCP 4's way to drop a tool
-        server.mcp.tool(tool)
+def undo_json(server: dict) -> None:
+    settings.json_response = False  # read when the app is built, which is after this
 
 
-def undo_telemetry() -> None:
-    os.environ["FASTMCP_TELEMETRY_MODE"] = "native"  # what server.main() reads
+def undo_cache() -> None:
+    class NoCache(token_cache.TokenCache):  # ttl 0: FastMCP's own way to disable its cache
+        def __init__(self, **kwargs) -> None:
+            super().__init__(**{**kwargs, "ttl_seconds": 0})
 
-
-def undo_uvloop() -> None:
-    # server.main() builds `uvicorn.Config(...)` with loop "auto" (uvloop when installed);
-    # "asyncio" is the loop uvicorn falls back to without uvloop.
-    server.uvicorn.Config = functools.partial(server.uvicorn.Config, loop="asyncio")
-    # uvloop sets TCP_NODELAY on every connection; asyncio only when the listening socket has
-    # proto IPPROTO_TCP, and socket.create_server's (server.py's) has 0: every answer would wait
-    # ~40 ms for a delayed ACK. Set it, so this row measures the loop and nothing else.
-    create_server = socket.create_server
-
-    def with_nodelay(*args, **kwargs) -> socket.socket:
-        sock = create_server(*args, **kwargs)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return sock
-
-    server.socket.create_server = with_nodelay
+    token_cache.TokenCache = NoCache  # before server.py's `from ... import TokenCache`
 
 
 def undo_h11() -> None:
-    # server.main() passes http="h11" itself, and a call's keywords beat functools.partial's:
-    # replace the keyword instead. bench/headers.py measures what h11 protects against.
-    config = server.uvicorn.Config
+    # server.py passes uvicorn_config={"http": "h11"}; FastMCP builds uvicorn.Config(app, ...)
+    # with it. bench/headers.py measures what h11 protects against.
+    config = uvicorn.Config
 
-    def with_httptools(app, **kwargs):  # uvicorn.Config(app, ...), whatever server.py passes
+    def with_httptools(app, **kwargs):
         return config(app, **{**kwargs, "http": "httptools"})
 
-    server.uvicorn.Config = with_httptools
+    uvicorn.Config = with_httptools
 
 
-UNDO = {"tools": undo_tools, "telemetry": undo_telemetry, "uvloop": undo_uvloop, "h11": undo_h11}
+BEFORE_IMPORT = {"cache": undo_cache, "h11": undo_h11}
+BEFORE_SERVING = {"tools": undo_tools, "json": undo_json}  # server.py's globals are set here
 
 
-def main(argv: list[str] | None = None) -> None:
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], add_help=False)
-    parser.add_argument("--undo", choices=UNDO, required=True)
-    args, rest = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
-    UNDO[args.undo]()
-    server.main(rest)  # every other flag is server.py's
+    parser.add_argument("--undo", choices=["json", "tools", "uvloop", "cache", "h11"])
+    args, rest = parser.parse_known_args()
+    if args.undo is None:
+        sys.exit("Error: --undo json|tools|uvloop|cache|h11 is required")
+    if args.undo in BEFORE_IMPORT:
+        BEFORE_IMPORT[args.undo]()
+    run = anyio.run
+
+    def serve(func, *func_args, backend_options=None, **kwargs):
+        # server.py's last line, `anyio.run(...)`: its module (runpy's __main__) is complete here.
+        if args.undo in BEFORE_SERVING:
+            BEFORE_SERVING[args.undo](vars(sys.modules["__main__"]))
+        if args.undo == "uvloop":
+            backend_options = None  # anyio's asyncio backend, on the standard event loop
+        return run(func, *func_args, backend_options=backend_options, **kwargs)
+
+    anyio.run = serve
+    sys.argv = [str(SERVER), *rest]  # every other flag is server.py's
+    runpy.run_path(str(SERVER), run_name="__main__")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 Not a test module; the tests import it:
 
-    node_dir = install(tmp)                  # npm ci from our lockfile; Unavailable → skip
+    node_dir = installed()                   # authserver/ with its node_modules, or skip
     kids = make_keys(tmp / "k.jwks.json", 2)  # the first kid signs
     with start(node_dir, issuer, [url], "demo-client", secret, tmp / "k.jwks.json", tmp / "as.log"):
         access_token = get_token(issuer, "demo-client", secret, url, "read write")
@@ -11,7 +11,6 @@ Not a test module; the tests import it:
 import base64
 import json
 import os
-import re
 import shutil
 import subprocess
 import time
@@ -21,12 +20,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from conftest import unavailable
+
 AUTHSERVER = Path(__file__).resolve().parent.parent / "authserver"
-# What npm says when it cannot talk to its registry (its `npm error code ...` line).
-NETWORK_CODES = re.compile(
-    r"npm (?:error|ERR!) (?:network|code (?:ECONNREFUSED|ECONNRESET|ENOTFOUND|EAI_AGAIN|ETIMEDOUT"
-    r"|ENETUNREACH|EHOSTUNREACH|ERR_SOCKET_TIMEOUT|E5\d\d)\b)"
-)
 
 
 def run(command: list[str], timeout: float, cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -35,32 +31,14 @@ def run(command: list[str], timeout: float, cwd: Path | None = None) -> subproce
     )
 
 
-class Unavailable(Exception):
-    """Node, npm or the npm registry is out of reach: a reason to skip, not a failure."""
-
-
-def install(tmp_dir: Path, timeout: float = 300) -> Path:
-    """Copy authserver/ (without node_modules) into tmp_dir and `npm ci` there; return the copy."""
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        raise Unavailable("the real authorization server needs Node.js and npm on PATH")
-    node_dir = Path(tmp_dir) / "authserver"
-    node_dir.mkdir(parents=True, exist_ok=True)
-    for name in ("package.json", "package-lock.json", "server.mjs", "keygen.mjs"):
-        shutil.copy(AUTHSERVER / name, node_dir / name)
-    command = ["npm", "ci", "--loglevel=error", "--no-audit", "--no-fund"]
-    try:
-        done = run(command, timeout, cwd=node_dir)
-    except subprocess.TimeoutExpired:
-        reason = f"npm ci took over {timeout:.0f} s: is the npm registry reachable?"
-        raise Unavailable(reason) from None
-    if done.returncode != 0:
-        output = (done.stdout + done.stderr).strip()
-        if network := NETWORK_CODES.search(output):
-            lines = (line for line in output.splitlines() if "request to" in line)
-            detail = next(lines, network.group(0)).removeprefix("npm error ")
-            raise Unavailable(f"the npm registry cannot be reached: {detail}")
-        raise RuntimeError(f"npm ci failed in {node_dir}:\n{output}")
-    return node_dir
+def installed() -> Path:
+    """authserver/, once `npm ci --prefix authserver` has installed oidc-provider there (.ci/run
+    does); a test without it skips (fails in CI) and says so. Tests never run npm themselves."""
+    if shutil.which("node") is None:
+        unavailable("the real authorization server needs Node.js 20 or newer", "install Node.js")
+    if not (AUTHSERVER / "node_modules" / "oidc-provider").is_dir():
+        unavailable("oidc-provider is not installed", "npm ci --prefix authserver")
+    return AUTHSERVER
 
 
 def keygen(path: Path, *flags: str) -> list[str]:

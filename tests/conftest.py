@@ -1,13 +1,21 @@
-"""Shared fixtures: a key pair in a temporary folder, the real server on an ephemeral loopback
-port, and helpers to mint tokens and send raw MCP requests to it."""
+"""Shared fixtures: a key pair in a temporary folder, the real server on a free loopback port,
+and helpers to mint tokens and send raw MCP requests to it.
+
+Two suites: the default one needs Python alone; `pytest --real` runs the tests marked `real`,
+which start real components (nginx, oidc-provider, the MCP Inspector, a fresh uv project). A
+real component that is missing skips its test, saying how to install it, except under CI=true,
+where it fails the run."""
 
 import asyncio
 import json
 import os
 import re
+import runpy
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -22,11 +30,18 @@ import pytest
 from fastmcp import Client
 from jwt.algorithms import RSAAlgorithm
 
-from fastmcp_auth import client, server
 from fastmcp_auth.__main__ import write_keys
 
+# server.py loads its public key as it is imported (tests import it, and the subprocesses they
+# start inherit this): a key pair of this test run's own, removed at the end.
+KEYS = Path(tempfile.mkdtemp(prefix="fastmcp-auth-keys-"))
+write_keys(KEYS / "private.pem", KEYS / "public.pem")
+os.environ["MCP_PUBLIC_KEY"] = str(KEYS / "public.pem")
+
+from fastmcp_auth import client, server  # noqa: E402 -- after the key it loads
+
 ROOT = Path(server.__file__).resolve().parent
-BANNER = re.compile(r"Starting FastMCP server on (https?://[^:/]+:(\d+)/mcp)")
+BANNER = re.compile(r"Starting FastMCP server on (https?://[^/]+:(\d+)/mcp)")
 INITIALIZE = {
     "jsonrpc": "2.0",
     "id": 1,
@@ -37,7 +52,39 @@ INITIALIZE = {
         "clientInfo": {"name": "tests", "version": "0"},
     },
 }
+READY = "Uvicorn running on"
 MCP_HEADERS = {"Accept": "application/json, text/event-stream"}
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--real",
+        action="store_true",
+        help="run the real-component tests (nginx, oidc-provider, Node.js tools) instead",
+    )
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "real: starts a real component; runs with --real")
+
+
+def pytest_collection_modifyitems(config, items):
+    real = config.getoption("--real")
+    chosen = [item for item in items if ("real" in item.keywords) == real]
+    config.hook.pytest_deselected(items=[item for item in items if item not in chosen])
+    items[:] = chosen
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(KEYS, ignore_errors=True)
+
+
+def unavailable(what: str, install: str) -> None:
+    """A real component is missing: the test skips and says how to install it; in CI, where
+    .ci/run installs everything, it fails instead."""
+    if os.environ.get("CI", "").lower() in ("1", "true"):
+        pytest.fail(f"{what}, and CI should have it ({install})")
+    pytest.skip(f"{what}: {install}")
 
 
 @dataclass
@@ -66,6 +113,13 @@ class Server:
         return httpx.post(self.url, json=INITIALIZE, headers=sent, timeout=10, **kw)
 
 
+def free_port() -> int:
+    """A port nothing listens on now, for a server that must be told its port in advance."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 @contextmanager
 def running(args: list[str], log_path: Path, cwd: Path = ROOT, env=None) -> Iterator[Server]:
     """Start a server command, wait for its banner, and stop it afterwards."""
@@ -75,7 +129,8 @@ def running(args: list[str], log_path: Path, cwd: Path = ROOT, env=None) -> Iter
         )
     try:
         deadline = time.monotonic() + 60
-        while not (banner := BANNER.search(log_path.read_text())):
+        # The banner comes first, then uvicorn binds the port and says so.
+        while not (banner := BANNER.search(log := log_path.read_text())) or READY not in log:
             if proc.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"server did not start (exit {proc.poll()}):\n{log_path.read_text()}")
             time.sleep(0.05)
@@ -89,11 +144,10 @@ def running(args: list[str], log_path: Path, cwd: Path = ROOT, env=None) -> Iter
             proc.wait()
 
 
-def free_port() -> int:
-    """A port nothing listens on now, for a server that must be told its port in advance."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+def serve(*args: str, log_path: Path, env=None) -> Iterator[Server]:
+    """server.py on a free port of 127.0.0.1 with `args`, as a user runs it."""
+    command = [sys.executable, str(ROOT / "server.py"), "--port", str(free_port()), *args]
+    return running(command, log_path, env=env)
 
 
 def call(url: str, token: str, tool: str | None = None, **arguments):
@@ -115,10 +169,40 @@ def run(args: list[str], timeout: float = 120, **kw) -> subprocess.CompletedProc
     )
 
 
-def run_client(keys: Path, *args: str, encoding: str = "utf-8") -> subprocess.CompletedProcess:
-    """Run client.py with the private key in `keys`, its stdout encoded as `encoding`."""
+def run_client(keys: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run client.py with the private key in `keys`."""
     command = [sys.executable, str(ROOT / "client.py"), "--private-key", str(keys / "private.pem")]
-    return run([*command, *args], env={**os.environ, "PYTHONIOENCODING": encoding})
+    return run([*command, *args], env={**os.environ, "PYTHONIOENCODING": "utf-8", **(env or {})})
+
+
+def refusal(script: str, *args: str, env: dict | None = None) -> str:
+    """The one line `python SCRIPT ARGS` exits with, run in this process (a second instead of a
+    whole interpreter's start): server.py and client.py check their settings and keys before
+    they serve or connect, and exit with `Error: ...`."""
+
+    def no_serving(*args, **kwargs):
+        raise AssertionError(f"{script} {' '.join(args)} started instead of refusing")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sys, "argv", [str(ROOT / script), *args])
+        patch.setattr("anyio.run", no_serving)
+        patch.setattr("asyncio.run", no_serving)
+        for name, value in (env or {}).items():
+            patch.setenv(name, value)
+        with pytest.raises(SystemExit) as exited:
+            runpy.run_path(str(ROOT / script), run_name="__main__")
+    message = exited.value.code
+    assert isinstance(message, str) and len(message.splitlines()) == 1, message
+    return message
+
+
+def one_line_error(result: subprocess.CompletedProcess) -> str:
+    """The single line a failed command printed; fails if it printed a traceback or more."""
+    assert result.returncode != 0, result.stdout
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
 
 
 class JwksHost:
@@ -158,24 +242,20 @@ def jwks_host() -> Iterator[JwksHost]:
 
 
 @pytest.fixture(scope="session")
-def keys(tmp_path_factory) -> Path:
+def keys() -> Path:
     """A folder holding private.pem and public.pem, made for this test run."""
-    folder = tmp_path_factory.mktemp("keys")
-    write_keys(folder / "private.pem", folder / "public.pem")
-    return folder
+    return KEYS
 
 
 @pytest.fixture(scope="session")
 def private_key(keys):
-    return client.load_private_key(keys / "private.pem")
+    return (keys / "private.pem").read_bytes()
 
 
 @pytest.fixture(scope="session")
-def live_server(keys, tmp_path_factory) -> Iterator[Server]:
+def live_server(tmp_path_factory) -> Iterator[Server]:
     """server.py, run as a user runs it, on a free port of 127.0.0.1."""
-    log_path = tmp_path_factory.mktemp("server") / "server.log"
-    args = [sys.executable, str(ROOT / "server.py"), "--port", "0"]
-    with running([*args, "--public-key", str(keys / "public.pem")], log_path) as srv:
+    with serve(log_path=tmp_path_factory.mktemp("server") / "server.log") as srv:
         yield srv
 
 

@@ -17,7 +17,6 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 
 import httpx2
@@ -29,19 +28,14 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
+from conftest import READY, unavailable
+
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "deploy" / "nginx.conf.template"
 SERVER = ROOT / "server.py"
 BANNER = "Starting FastMCP server on "
 PLACEHOLDER = re.compile(r"\$\{([A-Z0-9_]+)\}")
 PROXY_ADDR = "127.0.0.2"  # loopback, but not the replicas' 127.0.0.1: the Host differs, no DNS
-APT_TIMEOUT = 300  # seconds, for each of `apt-get update` and `apt-get install`
-# What apt prints when it cannot reach its mirrors (resolver, TCP or HTTP failures).
-UNREACHABLE = re.compile(
-    r"Temporary failure resolving|Could not resolve|Could not connect|Failed to fetch|"
-    r"Unable to connect to|Connection failed|Network is unreachable|No route to host|"
-    r"Connection timed out"
-)
 
 
 # --- nginx itself ------------------------------------------------------------------------------
@@ -52,42 +46,11 @@ def find_nginx() -> str | None:
     return shutil.which("nginx", path=f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin")
 
 
-@cache
 def ensure_nginx() -> str:
-    """The nginx executable; installed with apt-get (Debian's nginx-light) when missing, as CI
-    does as root. Skips the test, with the reason, when the package cannot be had; fails on any
-    other installation error."""
+    """The nginx executable; a test without it skips (fails in CI), saying how to install it."""
     if found := find_nginx():
         return found
-    if shutil.which("apt-get") is None:
-        pytest.skip("nginx is not installed and there is no apt-get to install nginx-light")
-    if os.geteuid() != 0:
-        pytest.skip("nginx is not installed; installing it needs root: apt-get install nginx-light")
-    # No debconf prompts. (Where systemd runs, the package also starts the system's nginx on
-    # port 80: the tests neither use nor stop it.)
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    said = ""  # everything apt printed: an unreachable mirror is only a warning in `update`
-    for command in (["apt-get", "update"], ["apt-get", "install", "-y", "nginx-light"]):
-        shown = " ".join(command)
-        try:
-            done = subprocess.run(
-                command, env=env, capture_output=True, text=True, timeout=APT_TIMEOUT, check=False
-            )
-        except subprocess.TimeoutExpired:
-            pytest.skip(f"nginx-light: `{shown}` took over {APT_TIMEOUT} s (mirror unreachable?)")
-        said += done.stdout + done.stderr
-        if done.returncode == 0:
-            continue
-        if unreachable := UNREACHABLE.search(said):
-            pytest.skip(
-                f"nginx-light cannot be installed: package mirror unreachable ({unreachable[0]})"
-            )
-        if "Unable to locate package" in said:
-            pytest.skip("nginx-light cannot be installed: no such package in apt's sources here")
-        pytest.fail(f"`{shown}` failed ({done.returncode}):\n{said[-3000:]}")
-    if found := find_nginx():
-        return found
-    pytest.fail("apt-get installed nginx-light, but no nginx executable is on the PATH")
+    unavailable("nginx is not installed", "install the nginx-light package (Debian, Ubuntu)")
 
 
 # --- certificates ------------------------------------------------------------------------------
@@ -266,12 +229,10 @@ def running_nginx(
     certs: Certs,
     listen: Listen,
     replicas: list[str],
-    mode: str,
     template: str | None = None,
 ) -> Iterator[Proxy]:
     """nginx with the rendered template in `folder` (its prefix: pid, logs, temp files), on
-    `listen`, in front of `replicas` (host:port each), TLS with `certs`; `mode` is "stateless"
-    (round robin) or "affinity" (by client address). Stopped afterwards."""
+    `listen`, in front of `replicas` (host:port each), TLS with `certs`. Stopped afterwards."""
     nginx = ensure_nginx()
     values = {
         "PROXY_ADDR": listen.addr,
@@ -279,7 +240,6 @@ def running_nginx(
         "HTTP_PORT": listen.http_port,
         "REPLICA_1": replicas[0],
         "REPLICA_2": replicas[1],
-        "MODE": mode,
     }
     folder.mkdir(parents=True, exist_ok=True)
     conf = folder / "nginx.conf"
@@ -348,8 +308,8 @@ def running_replicas(
                 )
             replicas.append(Replica(proc, f"127.0.0.1:{port}", log_path))
         deadline = time.monotonic() + 60
-        for replica in replicas:  # the banner comes once it is ready to serve
-            while BANNER not in replica.log():
+        for replica in replicas:  # uvicorn says so once it listens
+            while BANNER not in replica.log() or READY not in replica.log():
                 if replica.proc.poll() is not None or time.monotonic() > deadline:
                     pytest.fail(f"replica {replica.address} did not start:\n{replica.log()}")
                 time.sleep(0.05)
@@ -362,18 +322,22 @@ def running_replicas(
 # --- the official MCP SDK client ---------------------------------------------------------------
 
 
-async def sdk_greet(url: str, token: str, ca: Path, local_address: str = "127.0.0.1") -> str:
-    """As the official MCP SDK client, from `local_address` (any 127.0.0.x: nginx's affinity
-    hashes the client address), trusting `ca`: initialize (a session, when the server keeps
-    them), list the tools, call greet. Returns what greet said."""
+async def sdk_greet(url: str, token: str, ca: Path, local_address: str = "127.0.0.1") -> dict:
+    """As the official MCP SDK client, from `local_address` (any 127.0.0.x), trusting `ca`:
+    initialize, list the tools, call greet. Returns what greet said and each step's seconds."""
     transport = httpx2.AsyncHTTPTransport(
         local_address=local_address, verify=ssl.create_default_context(cafile=str(ca))
     )
     headers = {"Authorization": f"Bearer {token}"}
-    async with httpx2.AsyncClient(transport=transport, headers=headers) as http:
+    steps = {}
+    async with httpx2.AsyncClient(transport=transport, headers=headers, timeout=30) as http:
         async with streamable_http_client(url, http_client=http) as (read, write):
             async with ClientSession(read, write) as session:
-                await session.initialize()  # the handshake: the server may open a session
+                began = time.monotonic()
+                await session.initialize()
+                steps["initialize"], began = time.monotonic() - began, time.monotonic()
                 await session.list_tools()
+                steps["tools/list"], began = time.monotonic() - began, time.monotonic()
                 result = await session.call_tool("greet", {"name": local_address})
-                return result.content[0].text
+                steps["tools/call"] = time.monotonic() - began
+                return {"said": result.content[0].text, **steps}

@@ -1,28 +1,24 @@
-"""The cache of verified tokens saves the RS256 check on repeat requests and weakens no rule.
-In-process: the verifier from server.py, called directly."""
+"""The cache of verified tokens (FastMCP's TokenCache) saves the RS256 check on repeat requests
+and weakens no rule. In-process: the verifier from server.py, called directly."""
 
 import asyncio
 import base64
 import json
 import time
-from pathlib import Path
 
 import jwt
 import pytest
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from fastmcp_auth import client, server
 
 AUDIENCE = "http://localhost:8000/mcp"
 
 
-def verifier(public_key) -> server.StrictJWTVerifier:
-    pem = public_key.public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode()
-    args = server.parse(["--public-url", AUDIENCE])
-    return server.make_auth(args, pem).token_verifier
+def verifier(keys) -> server.StrictJWTVerifier:
+    pem = (keys / "public.pem").read_text()
+    return server.StrictJWTVerifier(public_key=pem, issuer=client.ISSUER, audience=AUDIENCE)
 
 
 def token(key, **changes) -> str:
@@ -37,38 +33,44 @@ def check(v: server.StrictJWTVerifier, token: str):
     return asyncio.run(v.load_access_token(token))
 
 
-def test_a_cache_hit_returns_the_same_identity(private_key):
-    v = verifier(private_key.public_key())
+def test_a_cache_hit_skips_the_signature_check_and_keeps_the_identity(
+    keys, private_key, monkeypatch
+):
+    v = verifier(keys)
     t = token(private_key, sub="alice", scope="read admin")
-    first, again = check(v, t), check(v, t)
-    assert again is first
-    assert (again.subject, again.scopes) == ("alice", ["read", "admin"])
+    first = check(v, t)
 
-
-def test_a_cache_hit_skips_the_signature_check(private_key, monkeypatch):
-    v = verifier(private_key.public_key())
-    t = token(private_key)
-    check(v, t)
-
-    async def no_second_check(token):
+    async def verified_again(self, token):
         raise AssertionError("verified again")
 
-    monkeypatch.setattr(v, "verify", no_second_check)
-    assert check(v, t) is not None
+    monkeypatch.setattr(server.JWTVerifier, "load_access_token", verified_again)
+    again = check(v, t)
+    assert (
+        (again.subject, again.scopes)
+        == (first.subject, first.scopes)
+        == ("alice", ["read", "admin"])
+    )
 
 
-def test_a_token_that_expires_after_being_cached_is_refused(private_key, monkeypatch):
-    v = verifier(private_key.public_key())
-    t = token(private_key, exp=int(time.time()) + 60)
+def test_each_verifier_has_a_cache_of_its_own(keys, private_key):
+    mine, other = verifier(keys), verifier(keys)
+    other.audience = "http://localhost:9/mcp"  # another server in the same process
+    t = token(private_key)
+    assert check(mine, t) is not None
+    assert check(other, t) is None
+
+
+def test_a_token_that_expires_after_being_cached_is_refused(keys, private_key, monkeypatch):
+    v = verifier(keys)
+    t = token(private_key, exp=int(time.time()) + 30)
     assert check(v, t) is not None
     later = time.time() + 120
-    monkeypatch.setattr(time, "time", lambda: later)  # the verifiers read time.time()
+    monkeypatch.setattr(time, "time", lambda: later)  # TokenCache and FastMCP read time.time()
     assert check(v, t) is None
-    assert t not in v.verified
 
 
-def test_a_tampered_variant_of_a_cached_token_is_refused(private_key):
-    v = verifier(private_key.public_key())
+def test_a_tampered_variant_of_a_cached_token_is_refused(keys, private_key):
+    v = verifier(keys)
     t = token(private_key)
     assert check(v, t) is not None
     header, payload, signature = t.split(".")
@@ -80,35 +82,28 @@ def test_a_tampered_variant_of_a_cached_token_is_refused(private_key):
 
 @pytest.mark.parametrize(
     "changes",
-    [{"exp": None}, {"aud": "http://localhost:1/mcp"}, {"exp": 1}],
-    ids=["no exp", "wrong audience", "expired"],
+    [{"exp": None}, {"aud": "http://localhost:1/mcp"}, {"exp": 1}, {"sub": None}],
+    ids=["no exp", "wrong audience", "expired", "no sub"],
 )
-def test_a_refused_token_is_never_cached(private_key, changes):
-    v = verifier(private_key.public_key())
+def test_a_refused_token_is_never_cached(keys, private_key, changes):
+    v = verifier(keys)
     t = token(private_key, **changes)
     assert check(v, t) is None
-    assert check(v, t) is None
-    assert v.verified == {}
+    assert v.cache.get(t) == (False, None)
 
 
 @pytest.mark.filterwarnings("ignore:.*(2048 bits|>= 2048)")  # the short key is on purpose
-def test_the_cache_stays_within_its_bound_under_20000_distinct_tokens(monkeypatch):
+def test_the_cache_holds_at_most_10000_tokens_the_oldest_leaving_first():
     # A 1024-bit key signs ten times faster than the example's 2048-bit one; the cache is the same.
     key = rsa.generate_private_key(public_exponent=65537, key_size=1024)
-    v = verifier(key.public_key())
-    monkeypatch.setattr(server, "CACHE_SIZE", 1000)
+    pem = key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+    v = server.StrictJWTVerifier(public_key=pem.decode(), issuer=client.ISSUER, audience=AUDIENCE)
+    tokens = [token(key, sub=f"user-{i}") for i in range(10_001)]
 
     async def send_all():
-        for i in range(20_000):
-            assert await v.load_access_token(token(key, sub=f"user-{i}")) is not None
-            assert len(v.verified) <= 1000
+        for t in tokens:
+            assert await v.load_access_token(t) is not None
 
     asyncio.run(send_all())
-    assert len(v.verified) == 1000
-    assert next(reversed(v.verified.values()))[0].subject == "user-19999"  # the newest stays
-
-
-def test_the_default_bound_is_the_documented_one():
-    assert server.CACHE_SIZE == 10_000
-    docs = (Path(server.__file__).parent / "docs" / "security.md").read_text()
-    assert "| cache of verified tokens | 10,000 tokens |" in docs
+    assert v.cache.get(tokens[0]) == (False, None)  # evicted: the 10,001st pushed it out
+    assert all(v.cache.get(t)[0] for t in tokens[1:])

@@ -1,10 +1,10 @@
-"""Deployed for real: nginx (TLS, deploy/nginx.conf.template) in front of two replicas of
-server.py on loopback, in both modes: stateless (round robin) and with sessions (affinity by
-client address). client.py and the official MCP SDK client go through it; so do the refusals a
-deployer meets, and hundreds of idle connections. nginx comes from Debian's nginx-light,
-installed when missing (skipped, with the reason, only when the package cannot be had)."""
+"""Deployed for real: nginx (TLS, deploy/nginx.conf.template) in front of two stateless replicas
+of server.py on loopback. client.py and the official MCP SDK client go through it; so do the
+refusals a deployer meets, and the abuse the config is there to absorb: slow clients, a request
+flood, a token in a query string. The attacker is 127.0.0.5, the legitimate client 127.0.0.6."""
 
 import asyncio
+import json
 import os
 import re
 import resource
@@ -12,8 +12,9 @@ import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
-from collections import defaultdict
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from conftest import INITIALIZE
 from nginx import (
     PROXY_ADDR,
     ROOT,
@@ -40,16 +42,17 @@ from nginx import (
     stop,
 )
 
+pytestmark = pytest.mark.real
+
 GREETED = "💬 Greet result: Hello, FastMCP!"
-MODES = {"stateless": {"FASTMCP_STATELESS_HTTP": "true"}, "affinity": {}}
-CLIENT_ADDRESSES = [f"127.0.0.{10 + i}" for i in range(32)]  # sources for affinity by address
-HEADER_TIMEOUT = int(re.search(r"client_header_timeout (\d+)s;", TEMPLATE.read_text())[1])
+ATTACKER, LEGIT = "127.0.0.5", "127.0.0.6"
+CLIENT_ADDRESSES = [f"127.0.0.{10 + i}" for i in range(16)]
 DOCS = ROOT / "docs" / "deploying.md"
+MCP = {"Accept": "application/json, text/event-stream"}
 
 
 @dataclass
 class Deployment:
-    mode: str
     certs: Certs
     proxy: Proxy
     replicas: list[Replica]
@@ -65,17 +68,23 @@ class Deployment:
     def replica_logs(self) -> str:
         return "\n".join(replica.log() for replica in self.replicas)
 
+    def https(self, source: str = "127.0.0.1") -> httpx.Client:
+        """A raw HTTP client from `source` that trusts the deployment's test CA."""
+        verify = ssl.create_default_context(cafile=str(self.certs.ca))
+        transport = httpx.HTTPTransport(local_address=source, verify=verify)
+        return httpx.Client(transport=transport, timeout=10)
+
 
 @contextmanager
-def deployed(folder: Path, keys: Path, mode: str) -> Iterator[Deployment]:
+def deployed(folder: Path, keys: Path) -> Iterator[Deployment]:
     """Two replicas serving https://127.0.0.2:PORT/mcp, and nginx in front of them."""
     ensure_nginx()  # before starting anything: it may skip
     certs = make_certs(folder)
     listen = Listen.free()
-    with running_replicas(keys / "public.pem", listen.public_url, folder, MODES[mode]) as reps:
-        addresses = [replica.address for replica in reps]
-        with running_nginx(folder / "nginx", certs, listen, addresses, mode) as proxy:
-            yield Deployment(mode, certs, proxy, reps)
+    with running_replicas(keys / "public.pem", listen.public_url, folder) as replicas:
+        addresses = [replica.address for replica in replicas]
+        with running_nginx(folder / "nginx", certs, listen, addresses) as proxy:
+            yield Deployment(certs, proxy, replicas)
 
 
 def run_client(keys: Path, url: str, ca: Path | None, *args: str) -> subprocess.CompletedProcess:
@@ -91,25 +100,16 @@ def run_client(keys: Path, url: str, ca: Path | None, *args: str) -> subprocess.
 
 
 def token_for(keys: Path, url: str) -> str:
-    result = run_client(keys, url, None, "--print-token")
+    result = run_client(keys, url, None, "--print-token", "--expires-in", "3600")
     assert result.returncode == 0, result.stderr
     return result.stdout.strip()
 
 
-def https(deployment: Deployment) -> httpx.Client:
-    """A raw HTTP client that trusts the deployment's test CA."""
-    return httpx.Client(verify=ssl.create_default_context(cafile=str(deployment.certs.ca)))
-
-
-def greet_until_both_replicas_served(deployment: Deployment, token: str) -> list[str]:
-    """Official SDK sessions from one client address after another until both replicas have
-    served (bounded: at most 32 addresses); returns what each greet said."""
-    said = []
-    for address in CLIENT_ADDRESSES:
-        said.append(asyncio.run(sdk_greet(deployment.url, token, deployment.certs.ca, address)))
-        if len(deployment.served_by()) == 2:
-            break
-    return said
+def one_line(result: subprocess.CompletedProcess) -> str:
+    assert result.returncode == 1, result.stdout
+    assert "Traceback" not in result.stderr, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    return line
 
 
 @pytest.fixture(scope="module")
@@ -121,13 +121,13 @@ def keys(tmp_path_factory) -> Path:
     return folder
 
 
-@pytest.fixture(scope="module", params=list(MODES))
-def deployment(request, keys, tmp_path_factory) -> Iterator[Deployment]:
-    with deployed(tmp_path_factory.mktemp(f"deploy-{request.param}"), keys, request.param) as d:
+@pytest.fixture(scope="module")
+def deployment(keys, tmp_path_factory) -> Iterator[Deployment]:
+    with deployed(tmp_path_factory.mktemp("deploy"), keys) as d:
         yield d
 
 
-# --- it works, in both modes -------------------------------------------------------------------
+# --- it works ----------------------------------------------------------------------------------
 
 
 def test_client_py_works_through_nginx_with_tls(deployment, keys):
@@ -138,33 +138,20 @@ def test_client_py_works_through_nginx_with_tls(deployment, keys):
 
 def test_sdk_sessions_reach_both_replicas_and_every_call_succeeds(deployment, keys):
     token = token_for(keys, deployment.url)
-    said = greet_until_both_replicas_served(deployment, token)
-    assert deployment.served_by() == {r.address for r in deployment.replicas}, said
-    assert said == [f"Hello, {a}!" for a in CLIENT_ADDRESSES[: len(said)]]
+    said = []
+    for address in CLIENT_ADDRESSES[:6]:  # round robin: no session ties a client to a replica
+        said.append(asyncio.run(sdk_greet(deployment.url, token, deployment.certs.ca, address)))
+    assert [s["said"] for s in said] == [f"Hello, {a}!" for a in CLIENT_ADDRESSES[:6]]
+    assert deployment.served_by() == {r.address for r in deployment.replicas}
 
 
-def test_each_session_stays_on_one_replica(deployment, keys):
-    greet_until_both_replicas_served(deployment, token_for(keys, deployment.url))
-    replicas_of = defaultdict(set)
-    for line in deployment.proxy.access_log():
-        if (session := re.search(r" session=(\S+) ", line)[1]) != "-":
-            replicas_of[session].add(re.search(r" upstream=(\S+) ", line)[1])
-    if deployment.mode == "stateless":
-        assert replicas_of == {}  # no Mcp-Session-Id at all
-    else:
-        assert replicas_of, "the SDK client's initialize opened no session"
-        assert all(len(where) == 1 for where in replicas_of.values()), dict(replicas_of)
-
-
-@pytest.mark.parametrize("mode", list(MODES))
-def test_a_stopped_replica_does_not_stop_service(mode, keys, tmp_path):
-    with deployed(tmp_path, keys, mode) as deployment:
+def test_a_stopped_replica_does_not_stop_service(keys, tmp_path):
+    with deployed(tmp_path, keys) as deployment:
         token = token_for(keys, deployment.url)
-        greet_until_both_replicas_served(deployment, token)
         deployment.replicas[0].stop()
-        for address in CLIENT_ADDRESSES[:6]:  # new sessions, some hashed to the stopped one
+        for address in CLIENT_ADDRESSES[:6]:
             said = asyncio.run(sdk_greet(deployment.url, token, deployment.certs.ca, address))
-            assert said == f"Hello, {address}!"
+            assert said["said"] == f"Hello, {address}!"
         result = run_client(keys, deployment.url, deployment.certs.ca)
         assert GREETED in result.stdout.splitlines(), result.stderr
         assert "connect() failed (111: Connection refused)" in deployment.proxy.error_log()
@@ -174,7 +161,7 @@ def test_a_stopped_replica_does_not_stop_service(mode, keys, tmp_path):
 
 
 def test_the_challenge_and_the_metadata_name_the_public_url(deployment):
-    with https(deployment) as http:
+    with deployment.https() as http:
         refused = http.post(deployment.url, json={})
         assert refused.status_code == 401, refused.text
         metadata_url = deployment.url.replace("/mcp", "/.well-known/oauth-protected-resource/mcp")
@@ -187,117 +174,144 @@ def test_the_challenge_and_the_metadata_name_the_public_url(deployment):
 
 def test_a_token_for_another_url_is_refused_and_the_log_says_which_audience(deployment, keys):
     other = "http://localhost:8000/mcp"
-    with https(deployment) as http:
-        refused = http.post(
-            deployment.url,
-            json={},
-            headers={"Authorization": f"Bearer {token_for(keys, other)}"},
-        )
+    with deployment.https() as http:
+        headers = {"Authorization": f"Bearer {token_for(keys, other)}"}
+        refused = http.post(deployment.url, json={}, headers=headers)
     assert refused.status_code == 401, refused.text
     assert 'error="invalid_token"' in refused.headers["www-authenticate"]
-    assert re.search(
-        rf"audience mismatch.*{re.escape(other)}.*{re.escape(deployment.url)}",
-        deployment.replica_logs(),
-    ), deployment.replica_logs()[-2000:]
+    expected = (
+        rf"audience mismatch \(got '{re.escape(other)}', expected '{re.escape(deployment.url)}"
+    )
+    deadline = time.monotonic() + 5
+    while not re.search(expected, deployment.replica_logs()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert re.search(expected, deployment.replica_logs()), deployment.replica_logs()[-2000:]
 
 
-def test_a_foreign_host_gets_421_and_a_log_line_naming_it(deployment):
-    with https(deployment) as http:
+def test_a_foreign_host_gets_421(deployment):
+    with deployment.https() as http:
         refused = http.post(deployment.url, json={}, headers={"Host": "evil.example"})
     assert refused.status_code == 421, refused.text
-    lines = [line for line in deployment.replica_logs().splitlines() if "evil.example" in line]
-    assert any("FASTMCP_HTTP_ALLOWED_HOSTS" in line for line in lines), lines
 
 
-def test_plain_http_is_redirected_to_the_https_url(deployment, keys):
+def test_plain_http_is_redirected_and_the_client_names_the_https_url(deployment, keys):
     answer = httpx.post(deployment.proxy.listen.http_url, json={})
     assert answer.status_code == 301, answer.text
     assert answer.headers["location"] == deployment.url
-    result = run_client(keys, deployment.proxy.listen.http_url, deployment.certs.ca)
-    assert result.returncode == 1, result.stdout
-    assert "Traceback" not in result.stderr, result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
-    line = result.stderr.strip()
-    assert deployment.url in line, line  # the client names the URL to use instead
+    line = one_line(run_client(keys, deployment.proxy.listen.http_url, deployment.certs.ca))
+    assert line.endswith(f"answered HTTP 301: {deployment.url}"), line
 
 
 def test_a_client_that_does_not_trust_the_certificate_says_so_in_one_line(
     deployment, keys, tmp_path
 ):
     stranger = make_certs(tmp_path)  # another CA: trusted, but not the one that signed nginx's
-    result = run_client(keys, deployment.url, stranger.ca)
-    assert result.returncode == 1, result.stdout
-    assert "Traceback" not in result.stderr, result.stderr
-    (line,) = result.stderr.strip().splitlines()
-    assert "certificate" in line and "SSL_CERT_FILE" in line, line
+    line = one_line(run_client(keys, deployment.url, stranger.ca))
+    assert "CERTIFICATE_VERIFY_FAILED" in line, line
 
 
 def test_the_proxy_up_without_any_replica_is_one_line(keys, tmp_path):
     ensure_nginx()
     certs = make_certs(tmp_path)
     nowhere = [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]
-    with running_nginx(tmp_path / "nginx", certs, Listen.free(), nowhere, "stateless") as proxy:
-        result = run_client(keys, proxy.listen.public_url, certs.ca)
-    assert result.returncode == 1, result.stdout
-    assert "Traceback" not in result.stderr, result.stderr
-    (line,) = result.stderr.strip().splitlines()
-    assert "502" in line, line
+    with running_nginx(tmp_path / "nginx", certs, Listen.free(), nowhere) as proxy:
+        line = one_line(run_client(keys, proxy.listen.public_url, certs.ca))
+    assert line.endswith("answered HTTP 502: Bad Gateway"), line
 
 
-# --- slow and idle clients ---------------------------------------------------------------------
+# --- abuse -------------------------------------------------------------------------------------
 
 
-def open_idle(addr: str, port: int, ca: Path, count: int) -> list[socket.socket]:
-    """`count` connections that never finish a request: a third bare TCP, a third past the TLS
-    handshake, a third with half a request head."""
-    context = ssl.create_default_context(cafile=str(ca))
-    idle = []
-    for i in range(count):
-        sock = socket.create_connection((addr, port), timeout=5)
-        if i % 3:
-            sock = context.wrap_socket(sock, server_hostname=addr)
-        if i % 3 == 2:
-            sock.sendall(b"POST /mcp HTTP/1.1\r\nHost: " + addr.encode() + b"\r\nContent-Ty")
-        idle.append(sock)
-    return idle
+def test_a_token_in_a_query_string_reaches_no_log(deployment, keys):
+    secret = f"query-secret-{os.getpid()}"
+    headers = {**MCP, "Authorization": f"Bearer {token_for(keys, deployment.url)}"}
+    with deployment.https(LEGIT) as http:
+        served = http.post(
+            f"{deployment.url}?access_token={secret}", json=INITIALIZE, headers=headers
+        )
+        metadata = deployment.url.replace("/mcp", "/.well-known/oauth-protected-resource/mcp")
+        described = http.get(f"{metadata}?access_token={secret}")
+    assert served.status_code == 200, served.text  # the path still routes, the query is gone
+    assert described.json()["resource"] == deployment.url
+    time.sleep(0.5)  # log lines follow answers
+    logs = {
+        "nginx access.log": "\n".join(deployment.proxy.access_log()),
+        "nginx error.log": deployment.proxy.error_log(),
+        "the replicas' logs": deployment.replica_logs(),
+    }
+    assert [name for name, text in logs.items() if secret in text] == []
+    lines = [line for line in deployment.proxy.access_log() if line.startswith(LEGIT)]
+    assert lines and not [line for line in lines if "?" in line], lines
 
 
-def closed_by_peer(sock: socket.socket) -> bool:
-    sock.setblocking(False)
+def test_a_flood_from_one_address_gets_429_and_another_is_still_served(deployment):
+    flood, other = Counter(), Counter()
+
+    def send(source: str, count: int, into: Counter) -> None:
+        with deployment.https(source) as http:
+            for _ in range(count):  # bounded; loopback only
+                into[http.post(deployment.url, json=INITIALIZE, headers=MCP).status_code] += 1
+
+    threads = [threading.Thread(target=send, args=(ATTACKER, 75, flood)) for _ in range(4)]
+    threads.append(threading.Thread(target=send, args=(LEGIT, 10, other)))
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert flood[429] > 100, flood  # limit_req: 10 a second, 40 at once
+    assert set(flood) <= {401, 429}, flood  # the ones let through reach the token check
+    assert other == {401: 10}, other  # served: the token check, not the rate limit
+
+
+def established_from(source: str, port: int) -> int:
+    """TCP connections from `source` to `port` that are established now (/proc/net/tcp)."""
+    remote = "".join(f"{int(part):02X}" for part in reversed(source.split(".")))
+    lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    return sum(
+        1
+        for line in lines
+        if (fields := line.split())[3] == "01"
+        and fields[2].startswith(remote + ":")
+        and fields[1].endswith(f":{port:04X}")
+    )
+
+
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="counts connections in /proc")
+def test_1200_slow_connections_from_one_address_leave_another_served_fast(deployment, keys):
+    listen, ca = deployment.proxy.listen, deployment.certs.ca
+    token = token_for(keys, deployment.url)
+    served_before = [len(replica.log()) for replica in deployment.replicas]
+    attacker = subprocess.Popen(
+        [sys.executable, str(ROOT / "tests" / "slow_clients.py"), listen.addr,
+         str(listen.tls_port), str(ca), ATTACKER, "1000", "200", "30"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
     try:
-        return sock.recv(1) == b""
-    except (BlockingIOError, ssl.SSLWantReadError):
-        return False
-    except OSError:
-        return True
+        assert attacker.stdout.readline().startswith("opened 1200"), "the attack did not start"
+        sessions, most = [], 0
+        for _ in range(4):  # a full session every 5 s, while the attack goes on
+            most = max(most, established_from(ATTACKER, listen.tls_port))
+            sessions.append(asyncio.run(sdk_greet(deployment.url, token, ca, LEGIT)))
+            time.sleep(5)
+        summary = json.loads(attacker.stdout.readline())
+        attacker.wait(timeout=60)
+    finally:
+        stop_process(attacker)
+    assert most >= 1000, f"only {most} attacker connections were open at once"
+    for session in sessions:
+        assert session["said"] == f"Hello, {LEGIT}!", session
+        steps = {step: session[step] for step in ("initialize", "tools/list", "tools/call")}
+        assert max(steps.values()) < 2, steps
+    assert "worker_connections are not enough" not in deployment.proxy.error_log()
+    during = "".join(r.log()[n:] for r, n in zip(deployment.replicas, served_before, strict=True))
+    assert ATTACKER not in during, "a slow client reached a replica"  # nginx buffers bodies
+    assert summary["answers"].get("429"), summary  # slow bodies past limit_conn: refused at once
 
 
-def open_descriptors(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/fd"))
-
-
-@pytest.mark.skipif(not Path("/proc/self/fd").exists(), reason="counts descriptors in /proc")
-def test_idle_connections_stay_at_the_proxy_and_a_real_client_is_served(keys, tmp_path):
-    with deployed(tmp_path, keys, "stateless") as deployment:
-        before = [open_descriptors(r.proc.pid) for r in deployment.replicas]
-        listen = deployment.proxy.listen
-        idle = open_idle(listen.addr, listen.tls_port, deployment.certs.ca, 300)
-        opened = time.monotonic()
-        try:
-            result = run_client(keys, deployment.url, deployment.certs.ca)
-            assert GREETED in result.stdout.splitlines(), result.stderr
-            during = [open_descriptors(r.proc.pid) for r in deployment.replicas]
-            assert all(d < b + 20 for b, d in zip(before, during, strict=True)), (before, during)
-            if time.monotonic() < opened + HEADER_TIMEOUT - 1:  # nginx keeps them until then
-                assert not any(map(closed_by_peer, idle))
-            deadline = opened + HEADER_TIMEOUT + 5
-            while time.monotonic() < deadline and not all(map(closed_by_peer, idle)):
-                time.sleep(0.5)
-            still_open = sum(not closed_by_peer(sock) for sock in idle)
-            assert still_open == 0, f"{still_open} of 300 idle connections outlived the timeout"
-        finally:
-            for sock in idle:
-                sock.close()
+def stop_process(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(timeout=10)
 
 
 def test_the_bare_server_at_its_descriptor_limit_does_not_flood_its_log(keys, tmp_path):
@@ -323,7 +337,7 @@ def test_the_bare_server_at_its_descriptor_limit_does_not_flood_its_log(keys, tm
     idle = []
     try:
         deadline = time.monotonic() + 60
-        while "Starting FastMCP server on" not in log_path.read_text():
+        while "Uvicorn running on" not in log_path.read_text():
             assert proc.poll() is None and time.monotonic() < deadline, log_path.read_text()
             time.sleep(0.05)
         url = f"http://localhost:{port}/mcp"
@@ -376,6 +390,7 @@ def test_the_docs_walkthrough_runs_as_written(tmp_path):
     (script,) = re.findall(r"```bash\n(.*?)```", section, re.S)
     script = script.replace("uv run ", f"{sys.executable} ")
     log_path = tmp_path / "walkthrough.log"  # not a pipe: background jobs would hold it open
+    env = {k: v for k, v in os.environ.items() if k != "MCP_PUBLIC_KEY"}
     with log_path.open("w") as log:
         proc = subprocess.Popen(
             ["bash", "-euo", "pipefail", "-c", script],
@@ -383,7 +398,7 @@ def test_the_docs_walkthrough_runs_as_written(tmp_path):
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            env={**os.environ, "PYTHONIOENCODING": "utf-8"},
+            env={**env, "PYTHONIOENCODING": "utf-8"},
         )
     try:
         proc.wait(timeout=180)

@@ -1,12 +1,29 @@
-"""The example works end to end: the real server over real HTTP, the real client."""
+"""The example works end to end: the real server over real HTTP, the real client, and the one
+line the client prints for each way a call can fail."""
 
-from conftest import call, run_client
+import asyncio
+import json
+import re
+
+import jwt
+import pytest
+from fastmcp import Client
+
+from conftest import ROOT, call, free_port, one_line_error, refusal, run_client
+from fastmcp_auth import client, server
 from fastmcp_auth.__main__ import write_keys
 
+JWT_SHAPE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+
 ORIGINAL_LINES = [
+    "🚀 Starting FastMCP client with JWT authentication...",
+    "🔐 Generated JWT token (self-signed):",
+    "   eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9...",
     "✅ Client connected: True",
     "📋 Available tools: ['greet', 'whoami']",
+    "🎯 Testing greet tool...",
     "💬 Greet result: Hello, FastMCP!",
+    "🪪 Whoami: {'subject': 'example-user', 'scopes': ['read', 'write']}",
     "🔌 Client disconnected: False",
 ]
 
@@ -19,42 +36,10 @@ def test_greet_answers_hello(live_server, mint):
     assert call(live_server.url, mint(), "greet", name="Ada") == "Hello, Ada!"
 
 
-def test_client_py_prints_the_original_lines(live_server, keys):
+def test_client_py_prints_the_original_lines_and_shows_only_the_token_header(live_server, keys):
     result = run_client(keys, "--url", live_server.url)
     assert result.returncode == 0, result.stderr
-    for line in ORIGINAL_LINES:
-        assert line in result.stdout.splitlines(), result.stdout
-
-
-def test_client_py_shows_only_the_token_header_never_the_whole_token(live_server, keys):
-    result = run_client(keys, "--url", live_server.url)
-    shown = [line.strip() for line in result.stdout.splitlines() if line.strip().startswith("eyJ")]
-    assert shown == ["eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9..."], result.stdout
-
-
-def test_client_py_runs_where_stdout_cannot_encode_emoji(live_server, keys):
-    result = run_client(keys, "--url", live_server.url, encoding="ascii")
-    assert result.returncode == 0, result.stderr
-    assert "? Greet result: Hello, FastMCP!" in result.stdout.splitlines(), result.stdout
-
-
-def test_client_py_says_when_the_server_refuses_its_token(live_server, tmp_path):
-    write_keys(tmp_path / "private.pem", tmp_path / "public.pem")  # not the server's pair
-    result = run_client(tmp_path, "--url", live_server.url)
-    assert result.returncode == 1, result.stdout
-    assert "Traceback" not in result.stderr, result.stderr
-    (line,) = result.stderr.strip().splitlines()
-    assert line.startswith("Error: the server refused the token (HTTP 401, invalid_token)"), line
-    assert "its log says why: the key, iss, aud (this token's: http" in line, line
-
-
-def test_client_py_says_which_scope_the_server_asks_for(live_server, keys):
-    result = run_client(keys, "--url", live_server.url, "--scopes", "write")
-    assert result.returncode == 1, result.stdout
-    assert result.stderr.strip() == (
-        "Error: the server refused the token (HTTP 403, insufficient_scope): "
-        'it needs scope "read"; ask for it with --scopes'
-    ), result.stderr
+    assert result.stdout.splitlines() == ORIGINAL_LINES
 
 
 def test_client_py_with_the_admin_scope_calls_the_admin_tool(live_server, keys):
@@ -65,11 +50,90 @@ def test_client_py_with_the_admin_scope_calls_the_admin_tool(live_server, keys):
     assert any(line.startswith("🔒 Admin tool server_config: {'issuer'") for line in lines)
 
 
+def test_client_py_says_the_server_refused_its_token_and_where_to_look(live_server, tmp_path):
+    write_keys(tmp_path / "private.pem", tmp_path / "public.pem")  # not the server's pair
+    line = one_line_error(run_client(tmp_path, "--url", live_server.url))
+    assert line == (
+        f"Error: {live_server.url} answered HTTP 401: the server's log says why: key, iss, aud or "
+        "clock"
+    )
+
+
+def test_client_py_says_which_scope_the_server_asks_for(live_server, keys):
+    line = one_line_error(run_client(keys, "--url", live_server.url, "--scopes", "write"))
+    assert line == f"Error: {live_server.url} answered HTTP 403: Required scope: read"
+
+
 def test_client_py_with_a_wrong_path_says_to_check_the_url(live_server, keys):
     url = live_server.url.replace("/mcp", "/wrong")
-    result = run_client(keys, "--url", url)
-    assert result.returncode == 1, result.stdout
-    assert "Traceback" not in result.stderr, result.stderr
-    assert result.stderr.strip() == (
-        f"Error: {url} answered HTTP 404: check --url against the URL the server printed"
+    line = one_line_error(run_client(keys, "--url", url))
+    assert line == f"Error: {url} answered HTTP 404: Not Found"
+
+
+def test_client_py_without_a_server_says_it_could_not_connect(keys):
+    url = f"http://localhost:{free_port()}/mcp"
+    line = one_line_error(run_client(keys, "--url", url))
+    assert line == f"Error: {url}: Client failed to connect: All connection attempts failed"
+
+
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (["--url", "localhost:8000/mcp"], "Error: url 'localhost:8000/mcp': String should match"),
+        (["--expires-in", "soon"], "Error: expires_in 'soon': Input should be a valid integer"),
+        (["--client-id", "me"], "Error: --client-id needs env MCP_CLIENT_SECRET"),
+    ],
+)
+def test_a_malformed_client_setting_is_one_line(args, says):
+    assert refusal("client.py", *args).startswith(says)
+
+
+def test_print_token_prints_exactly_one_jwt_and_nothing_else(live_server, keys):
+    result = run_client(keys, "--url", live_server.url, "--print-token")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    (line,) = result.stdout.splitlines()
+    assert JWT_SHAPE.fullmatch(line), result.stdout
+
+
+def test_a_printed_token_satisfies_every_rule_the_server_checks(live_server, keys):
+    token = print_token(keys, live_server.url)
+    assert jwt.get_unverified_header(token) == {"alg": "RS256", "typ": "JWT"}
+    claims = jwt.decode(
+        token,
+        (keys / "public.pem").read_text(),
+        algorithms=["RS256"],
+        issuer=client.ISSUER,
+        audience=live_server.url,
+        options={"require": ["exp", "iat", "iss", "aud", "sub"]},
     )
+    assert server.BASE_SCOPE in claims["scope"].split()
+    assert claims["exp"] - claims["iat"] == client.Settings.model_fields["expires_in"].default
+    assert live_server.post(token).status_code == 200
+
+
+def test_print_token_takes_scopes_and_expires_in(live_server, keys):
+    token = print_token(keys, live_server.url, "--scopes", "read admin", "--expires-in", "60")
+    claims = jwt.decode(token, options={"verify_signature": False})
+    assert (claims["scope"], claims["exp"] - claims["iat"]) == ("read admin", 60)
+
+
+def print_token(keys, url: str, *args: str) -> str:
+    result = run_client(keys, "--url", url, "--print-token", *args)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_the_readme_client_configuration_connects(live_server, mint):
+    (snippet,) = re.findall(r"```json\n(.*?)```", (ROOT / "docs" / "clients.md").read_text(), re.S)
+    config = json.loads(
+        snippet.replace("localhost:8000/", f"localhost:{live_server.port}/").replace(
+            "<token>", mint()
+        )
+    )
+
+    async def tool_names():
+        async with Client(config) as mcp:
+            return [tool.name for tool in await mcp.list_tools()]
+
+    assert asyncio.run(tool_names()) == ["greet", "whoami"]

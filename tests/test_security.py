@@ -9,16 +9,16 @@ import json
 import random
 import re
 import socket
-import sys
 import time
 from dataclasses import dataclass
 
 import httpx
 import jwt
 import pytest
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from fastmcp.exceptions import ToolError
 
-from conftest import INITIALIZE, MCP_HEADERS, ROOT, JwksHost, call, running
+from conftest import INITIALIZE, MCP_HEADERS, ROOT, JwksHost, call
 from fastmcp_auth import client, server
 from fastmcp_auth.__main__ import write_keys
 
@@ -76,6 +76,13 @@ class Forge:
         text = json.dumps(claims)[:-1] + "".join(f', "{k}": {v}' for k, v in raw.items()) + "}"
         return jwt.api_jws.encode(text.encode(), self.private_key, algorithm="RS256")
 
+    def nested(self, part: str) -> str:
+        """An unsigned token whose header or payload is JSON nested 3,000 deep: FastMCP alone
+        answers it with HTTP 500 (a RecursionError it lets through)."""
+        deep = b64(b"[" * 3000 + b"]" * 3000)
+        header = deep if part == "header" else b64(b'{"alg": "RS256", "typ": "JWT"}')
+        return f"{header}.{deep if part == 'payload' else b64(b'{}')}.c2lnbmF0dXJl"
+
     def with_flipped_signature(self) -> str:
         token = self.mint()
         i = len(token) - 40  # inside the signature, away from its last (partly padding) char
@@ -86,9 +93,9 @@ class Forge:
 def forge(mint, claims, keys, private_key, tmp_path_factory) -> Forge:
     folder = tmp_path_factory.mktemp("attacker")
     write_keys(folder / "private.pem", folder / "public.pem")
-    attacker_key = client.load_private_key(folder / "private.pem")
+    attacker_key = (folder / "private.pem").read_bytes()
     jwks = JwksHost()
-    jwks.publish(("x", attacker_key))
+    jwks.publish(("x", load_pem_private_key(attacker_key, password=None)))
     jwk = json.loads(jwks.body)["keys"][0]
     public_pem = (keys / "public.pem").read_bytes()
     yield Forge(mint, claims, public_pem, attacker_key, jwk, private_key, jwks)
@@ -115,6 +122,8 @@ CASES = {
     "two segments": (bearer(lambda f: f.mint().rsplit(".", 1)[0]), 401, INVALID),
     "truncated": (bearer(lambda f: f.mint()[:-30]), 401, INVALID),
     "8 KB of noise": (bearer(lambda f: "eyJ" + "A" * 8192), 401, INVALID),
+    "header JSON nested 3,000 deep": (bearer(lambda f: f.nested("header")), 401, INVALID),
+    "payload JSON nested 3,000 deep": (bearer(lambda f: f.nested("payload")), 401, INVALID),
     # Algorithms (RFC 8725 §2.1, §3.1): only RS256 with the configured key
     "alg none": (bearer(lambda f: jwt.encode(f.claims(), None, algorithm="none")), 401, INVALID),
     "HS256 keyed with the public key": (bearer(lambda f: f.hs256_with_public_key()), 401, INVALID),
@@ -179,6 +188,7 @@ CASES = {
     "no sub": (bearer(lambda f: f.mint(sub=None)), 401, INVALID),
     "empty sub": (bearer(lambda f: f.mint(sub="")), 401, INVALID),
     "sub a number": (bearer(lambda f: f.mint(sub=42)), 401, INVALID),
+    "sub a lone surrogate": (bearer(lambda f: f.signed_json(sub='"\\ud800"')), 401, INVALID),
     "a valid token over 8 KB": (bearer(lambda f: f.mint(pad="x" * 8192)), 401, INVALID),
     # Scopes (MCP authorization: a valid token without the needed scope is 403)
     "no scope claim": (bearer(lambda f: f.mint(scope=None)), 403, SCOPE),
@@ -319,55 +329,39 @@ def test_a_foreign_host_is_refused_with_421(live_server, mint):
 
 
 @pytest.mark.parametrize(
-    "make, reason",
+    "make, level, reason",
     [
-        (lambda f: f.mint(exp=NOW - 60), "token expired"),
-        (lambda f: f.mint(aud="http://localhost:1/mcp"), "audience mismatch"),
-        (lambda f: f.mint(iss="http://evil.example"), "issuer mismatch"),
-        (lambda f: f.mint(nbf=NOW + HOUR), "token not yet valid (nbf)"),
-        (lambda f: f.mint(exp=None), "no exp"),
-        (lambda f: f.mint(key=f.attacker_key), "JWT signature/format invalid"),
-        (lambda f: f.mint(scope="write"), "lacks scope read"),
-        (lambda f: f.mint(exp=float("inf")), "exp is not a finite number"),
-        (lambda f: f.mint(exp=1e308), "a time is not in seconds since 1970"),
-        (lambda f: f.mint(exp=NOW + 2 * 24 * HOUR), "exp beyond --max-lifetime"),
-        (lambda f: f.mint(iat=NOW + HOUR), "iat in the future"),
-        (lambda f: f.mint(sub=None), "no sub"),
-        (lambda f: f.mint(pad="x" * 8192), "over --max-token-bytes"),
+        (lambda f: f.mint(exp=NOW - 60), "INFO", "token expired"),
+        (lambda f: f.mint(aud="http://localhost:1/mcp"), "WARNING", "audience mismatch"),
+        (lambda f: f.mint(iss="http://evil.example"), "WARNING", "issuer mismatch"),
+        (lambda f: f.mint(nbf=NOW + HOUR), "INFO", "token not yet valid (nbf)"),
+        (lambda f: f.mint(key=f.attacker_key), "DEBUG", "JWT signature/format invalid"),
+        (lambda f: f.mint(exp=None), "WARNING", "Missing claim: 'exp'"),
+        (lambda f: f.mint(sub=None), "WARNING", "Missing claim: 'sub'"),
+        (lambda f: f.mint(iat=NOW + HOUR), "WARNING", "The token was issued in the future"),
+        (lambda f: f.mint(iat="now"), "WARNING", "Claim 'iat' must be a NumericDate value"),
+        (lambda f: f.mint(exp=NOW + 2 * 24 * HOUR), "WARNING", "further ahead than MAX_LIFE"),
+        (lambda f: f.signed_json(exp="Infinity"), "WARNING", "cannot convert float infinity"),
+        (lambda f: f.nested("header"), "WARNING", "maximum recursion depth exceeded"),
     ],
     ids=[
-        *("expired", "audience", "issuer", "nbf", "no exp", "signature", "scope"),
-        *("exp Infinity", "exp 1e308", "exp too far", "iat ahead", "no sub", "too long"),
+        *("expired", "audience", "issuer", "nbf", "signature", "no exp", "no sub"),
+        *("iat ahead", "iat a string", "exp too far", "exp Infinity", "nested JSON"),
     ],
 )
 def test_the_server_logs_why_it_refused_and_the_client_is_not_told(
-    live_server, forge, make, reason
+    live_server, forge, make, level, reason
 ):
     before = len(live_server.log())
     response = live_server.post(make(forge))
-    deadline = time.monotonic() + 5
-    while reason not in live_server.log()[before:] and time.monotonic() < deadline:
-        time.sleep(0.05)
-    new_lines = live_server.log()[before:].splitlines()
-    assert [line for line in new_lines if line == f"WARNING: {line[9:]}" and reason in line], (
+    assert response.status_code == 401, response.text
+    new_lines = live_server.log_once_it_says(reason)[before:].splitlines()
+    assert [line for line in new_lines if line.startswith(f"{level}: ") and reason in line], (
         new_lines
     )
-    # The answer is the same whatever the reason: FastMCP's generic 401, or the 403 for scope.
-    generic = live_server.post("not-a-jwt") if response.status_code == 401 else response
+    # The answer is the same whatever the reason: FastMCP's generic 401.
+    generic = live_server.post("not-a-jwt")
     assert (response.text, challenge(response)) == (generic.text, challenge(generic))
-
-
-def test_a_session_opened_by_one_subject_is_not_usable_by_another(live_server, mint):
-    opened = live_server.post(mint(sub="alice"))
-    assert opened.status_code == 200, opened.text
-    session = {"mcp-session-id": opened.headers["mcp-session-id"]}
-    whoami = {"jsonrpc": "2.0", "id": 2, "method": "tools/call"}
-    whoami["params"] = {"name": "whoami", "arguments": {}}
-    for sub, status in (("alice", 200), ("mallory", 404)):
-        headers = {**MCP_HEADERS, **session, "Authorization": f"Bearer {mint(sub=sub)}"}
-        response = httpx.post(live_server.url, json=whoami, headers=headers, timeout=10)
-        assert response.status_code == status, response.text
-    assert "Session not found" in response.text
 
 
 def test_a_token_value_cannot_break_a_log_line(live_server, mint):
@@ -377,91 +371,50 @@ def test_a_token_value_cannot_break_a_log_line(live_server, mint):
     before = len(live_server.log())
     response = live_server.post(mint(aud="http://localhost:1/mcp", client_id=client_id))
     assert response.status_code == 401, response.text
-    deadline = time.monotonic() + 5
-    while "audience mismatch" not in live_server.log()[before:] and time.monotonic() < deadline:
-        time.sleep(0.05)
-    lines = live_server.log()[before:].splitlines()
+    lines = live_server.log_once_it_says("audience mismatch")[before:].splitlines()
     (refusal,) = [line for line in lines if "audience mismatch" in line]
     assert "x\\nWARNING: Bearer token rejected for client admin: forged\\r\\n\\x1b[2J" in refusal
     assert forged_line not in lines and not any("\x1b" in line for line in lines), lines
 
 
-LIMIT = 3  # --sessions-per-subject for these tests, so that they run in seconds
+def test_the_server_hands_out_no_session_to_hold(live_server, mint):
+    # Stateless: nothing kept per client between requests, so nothing for one client to exhaust.
+    opened = live_server.post(mint())
+    assert opened.status_code == 200, opened.text
+    assert "mcp-session-id" not in opened.headers, opened.headers
 
 
-@pytest.fixture(scope="module")
-def capped(keys, mint, tmp_path_factory):
-    """server.py with --sessions-per-subject 3, and open(sub, **headers) -> an initialize answer."""
-    args = [sys.executable, str(ROOT / "server.py"), "--port", "0"]
-    args += ["--sessions-per-subject", str(LIMIT), "--public-key", str(keys / "public.pem")]
-    with running(args, tmp_path_factory.mktemp("capped") / "log") as srv:
-        srv.bearer = lambda sub: {
-            **MCP_HEADERS,
-            "Authorization": f"Bearer {mint(aud=srv.url, sub=sub)}",
-        }
-        srv.open = lambda sub, **headers: srv.post(mint(aud=srv.url, sub=sub), headers=headers)
-        yield srv
+def test_a_token_holder_sending_10000_requests_does_not_make_another_fail(live_server, mint):
+    greedy, patient = mint(sub="greedy"), mint(sub="patient")
+    # 10,000 `initialize` requests (each would open a session on a stateful server), and the
+    # other holder's request every 1,000th; 8 in flight at a time, on loopback.
+    tokens = [patient if i % 1000 == 500 else greedy for i in range(10_010)]
 
+    async def flood() -> list[tuple[str, int]]:
+        limits = httpx.Limits(max_connections=8)
+        async with httpx.AsyncClient(headers=MCP_HEADERS, timeout=30, limits=limits) as http:
+            in_flight = asyncio.Semaphore(8)
 
-def test_one_subject_opening_sessions_until_refused_leaves_others_served(capped):
-    statuses = [capped.open("greedy").status_code for _ in range(LIMIT + 3)]  # bounded
-    assert statuses == [200] * LIMIT + [429] * 3, statuses
-    assert f"Refused a new session to greedy: {LIMIT} open" in capped.log()
-    other = capped.open("patient")
-    assert other.status_code == 200, other.text
+            async def send(token: str) -> tuple[str, int]:
+                async with in_flight:
+                    headers = {"Authorization": f"Bearer {token}"}
+                    answer = await http.post(live_server.url, json=INITIALIZE, headers=headers)
+                    return token, answer.status_code
 
+            return await asyncio.wait_for(asyncio.gather(*map(send, tokens)), 300)
 
-def test_a_closed_session_frees_its_place(capped):
-    sessions = [capped.open("closer").headers["mcp-session-id"] for _ in range(LIMIT)]
-    assert capped.open("closer").status_code == 429
-    headers = {**capped.bearer("closer"), "mcp-session-id": sessions[0]}
-    assert httpx.delete(capped.url, headers=headers, timeout=10).status_code == 200
-    assert capped.open("closer").status_code == 200
-
-
-def test_404s_and_deletes_elsewhere_free_no_place(capped):
-    sessions = [capped.open("trickster").headers["mcp-session-id"] for _ in range(LIMIT)]
-    base = capped.url.removesuffix("/mcp")
-    for sid in sessions:  # the same session ids, sent where no session lives
-        headers = {**capped.bearer("trickster"), "mcp-session-id": sid}
-        assert httpx.get(f"{base}/nope", headers=headers, timeout=10).status_code == 404
-        metadata = f"{base}/.well-known/oauth-protected-resource/mcp"
-        httpx.delete(metadata, headers=headers, timeout=10)
-    assert capped.open("trickster").status_code == 429
-
-
-def test_opens_sent_at_once_are_capped_too(capped):
-    async def open_many():
-        async with httpx.AsyncClient(timeout=10) as http:
-            headers = capped.bearer("hasty")
-            sent = [http.post(capped.url, json=INITIALIZE, headers=headers) for _ in range(12)]
-            return [r.status_code for r in await asyncio.gather(*sent)]
-
-    statuses = asyncio.run(open_many())
-    assert sorted(statuses) == [200] * LIMIT + [429] * (12 - LIMIT), statuses
-
-
-def test_a_failed_open_takes_no_place(capped):
-    headers = capped.bearer("clumsy")
-    not_initialize = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
-    for _ in range(LIMIT + 2):
-        response = httpx.post(capped.url, json=not_initialize, headers=headers, timeout=10)
-        assert response.status_code == 400, response.text
-    assert capped.open("clumsy").status_code == 200
-
-
-def test_sessionless_requests_are_not_capped(capped):
-    for _ in range(LIMIT):
-        assert capped.open("modern").status_code == 200
-    modern = {**capped.bearer("modern"), "mcp-protocol-version": "2026-07-28"}
-    ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
-    response = httpx.post(capped.url, json=ping, headers=modern, timeout=10)
-    assert response.status_code != 429, response.text
+    answers = asyncio.run(flood())
+    assert [status for token, status in answers if token == patient] == [200] * 10
+    assert {status for token, status in answers if token == greedy} == {200}
 
 
 def test_the_server_log_holds_no_token(live_server, mint):
-    """Runs last in this module: every token the tests minted so far, none in the log."""
-    log = live_server.log()
+    """Runs last in this module: every token the tests minted so far, none in the log. Except
+    where a client put one in the URL: the bare server's access log shows the whole path (the
+    shipped nginx strips query strings: tests/test_deploy.py)."""
+    lines = live_server.log().splitlines()
+    log = "\n".join(line for line in lines if "?access_token=" not in line)
     assert mint.issued
     leaked = [token[:20] for token in mint.issued if token.split(".")[2][:24] in log]
     assert not leaked, f"tokens in the server log: {leaked}"
+    assert "Traceback" not in log, log[log.index("Traceback") - 500 :][:3000]
