@@ -46,7 +46,7 @@ def mint_token(s: Settings) -> str:  # the key holder's part: a short-lived RS25
 
 
 def explain(error: Exception, answer: httpx2.Response | None, url: str) -> str:  # in one line
-    if answer is None or answer.status_code < 300 or answer.url != url:  # not the MCP server's no
+    if answer is None or answer.status_code < 300 or answer.url != url:  # not the server's refusal
         return f"{url}: {error}"
     said = dict(re.findall(r'(\w+)="([^"]*)"', answer.headers.get("www-authenticate", "")))
     why = said.get("error_description", answer.headers.get("location", answer.reason_phrase))

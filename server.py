@@ -96,7 +96,7 @@ mcp = FastMCP("JWT-protected greeter", auth=auth)  # set at import: `fastmcp run
 settings.stateless_http = True  # no MCP sessions: none to exhaust, and any replica answers
 settings.http_host_origin_protection = True  # off by default; MCP: servers MUST check Origin
 settings.http_allowed_hosts = [*(settings.http_allowed_hosts or []), urlsplit(PUBLIC_URL).hostname]
-settings.json_response = True  # JSON, not SSE: a quarter less CPU; a tool's progress unstreamed
+settings.json_response = True  # JSON, not SSE: less CPU a call; a tool's progress not streamed
 settings.host, settings.port = config.host, config.port
 auth.token_verifier.logger.setLevel(logging.DEBUG)  # FastMCP logs bad signatures at DEBUG
 (handler := logging.StreamHandler()).setFormatter(logging.Formatter("%(levelname)s: %(message)r"))

@@ -57,6 +57,7 @@ SERVERS = {  # row label: script and its flags
     OURS: [str(ROOT / "server.py")],
     SDK: [str(ROOT / "bench" / "sdk_server.py")],
     BARE: [str(ROOT / "bench" / "bare.py")],
+    f"{SDK}, async tool": [str(ROOT / "bench" / "sdk_server.py"), "--async-tool"],
     "ours, SSE answers": [*VARIANT, "json"],
     "ours, sync tools": [*VARIANT, "tools"],
     "ours, asyncio loop": [*VARIANT, "uvloop"],

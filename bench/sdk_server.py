@@ -4,7 +4,9 @@
 `run("streamable-http")` (sessions when a client asks for one, asyncio's loop, uvicorn's access
 log at INFO). A yardstick, not an example to copy.
 
-    uv run bench/sdk_server.py --port 8001 --public-key public.pem
+    uv run bench/sdk_server.py --port 8001 --public-key public.pem [--async-tool]
+
+--async-tool serves greet as an `async def`, as server.py does: no worker thread per call.
 """
 
 import argparse
@@ -58,10 +60,16 @@ def greet(name: str) -> str:
     return f"Hello, {name}!"
 
 
+async def async_greet(name: str) -> str:
+    """Greet someone by name."""
+    return f"Hello, {name}!"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=8001)
     parser.add_argument("--public-key", type=Path, required=True)
+    parser.add_argument("--async-tool", action="store_true", help="greet as an async def")
     args = parser.parse_args()
     url = f"http://localhost:{args.port}/mcp"
     mcp = MCPServer(
@@ -74,7 +82,7 @@ def main() -> None:
             validate_token_resource=False,  # the verifier checks `aud` itself
         ),
     )
-    mcp.tool()(greet)
+    mcp.tool(name="greet")(async_greet if args.async_tool else greet)
     print(f"Starting MCP SDK server on {url}", flush=True)
     mcp.run("streamable-http", port=args.port)  # host 127.0.0.1, its default
 
