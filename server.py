@@ -97,7 +97,7 @@ settings.stateless_http = True  # no MCP sessions: none to exhaust, and any repl
 settings.http_host_origin_protection = True  # off by default; MCP: servers MUST check Origin
 settings.http_allowed_hosts = [*(settings.http_allowed_hosts or []), urlsplit(PUBLIC_URL).hostname]
 settings.json_response = True  # JSON, not SSE: less CPU a call; a tool's progress not streamed
-settings.host, settings.port = config.host, config.port
+settings.host, settings.port = config.host, config.port  # where run_async and `fastmcp run` bind
 auth.token_verifier.logger.setLevel(logging.DEBUG)  # FastMCP logs bad signatures at DEBUG
 (handler := logging.StreamHandler()).setFormatter(logging.Formatter("%(levelname)s: %(message)r"))
 logging.getLogger("fastmcp").handlers = [handler]  # %r: a claim's newline cannot forge a line

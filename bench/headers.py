@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from fastmcp_auth.__main__ import write_keys
+from fastmcp_auth.__main__ import free_port, write_keys
 
 ROOT = Path(__file__).resolve().parent.parent
 READY = "Uvicorn running on"  # the server listens: uvicorn's own line
@@ -46,12 +46,6 @@ def send_header(port: int, mb: int) -> tuple[int, str]:
             return sent, sock.recv(200).split(b"\r\n")[0].decode(errors="replace") or "closed"
         except OSError:  # reset, or no answer in 5 s
             return sent, "none"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def main() -> None:

@@ -12,7 +12,6 @@ import os
 import re
 import runpy
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,7 +29,7 @@ import pytest
 from fastmcp import Client
 from jwt.algorithms import RSAAlgorithm
 
-from fastmcp_auth.__main__ import write_keys
+from fastmcp_auth.__main__ import free_port, write_keys
 
 # server.py loads its public key as it is imported (tests import it, and the subprocesses they
 # start inherit this): a key pair of this test run's own, removed at the end.
@@ -113,13 +112,6 @@ class Server:
         return httpx.post(self.url, json=INITIALIZE, headers=sent, timeout=10, **kw)
 
 
-def free_port() -> int:
-    """A port nothing listens on now, for a server that must be told its port in advance."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @contextmanager
 def running(args: list[str], log_path: Path, cwd: Path = ROOT, env=None) -> Iterator[Server]:
     """Start a server command, wait for its banner, and stop it afterwards."""
@@ -169,10 +161,17 @@ def run(args: list[str], timeout: float = 120, **kw) -> subprocess.CompletedProc
     )
 
 
-def run_client(keys: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+def run_client(keys: Path, *args: str) -> subprocess.CompletedProcess:
     """Run client.py with the private key in `keys`."""
     command = [sys.executable, str(ROOT / "client.py"), "--private-key", str(keys / "private.pem")]
-    return run([*command, *args], env={**os.environ, "PYTHONIOENCODING": "utf-8", **(env or {})})
+    return run([*command, *args], env={**os.environ, "PYTHONIOENCODING": "utf-8"})
+
+
+def print_token(keys: Path, url: str, *args: str) -> str:
+    """A token from `client.py --print-token` for `url`."""
+    result = run_client(keys, "--url", url, "--print-token", *args)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
 
 
 def refusal(script: str, *args: str, env: dict | None = None) -> str:
@@ -232,13 +231,6 @@ class JwksHost:
         """Serve the public halves of `keys`: (kid, private key) pairs."""
         jwks = [{**json.loads(RSAAlgorithm.to_jwk(k.public_key())), "kid": kid} for kid, k in keys]
         self.body = json.dumps({"keys": jwks}).encode()
-
-
-@pytest.fixture
-def jwks_host() -> Iterator[JwksHost]:
-    host = JwksHost()
-    yield host
-    host.httpd.shutdown()
 
 
 @pytest.fixture(scope="session")

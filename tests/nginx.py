@@ -277,10 +277,6 @@ class Replica:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def served(self) -> int:
-        """How many MCP requests this replica answered (uvicorn's access log lines)."""
-        return len(re.findall(r'"(?:POST|GET|DELETE) /mcp HTTP/1.1" \d{3}', self.log()))
-
     def stop(self) -> None:
         stop(self.proc)
 

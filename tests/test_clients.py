@@ -12,19 +12,13 @@ import time
 
 import pytest
 
-from conftest import ROOT, run, run_client, unavailable
+from conftest import ROOT, print_token, run, unavailable
 
 pytestmark = pytest.mark.real
 
 README = (ROOT / "README.md").read_text()
 OTHER_CLIENTS = (ROOT / "docs" / "clients.md").read_text()
 JWT_SHAPE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
-
-
-def print_token(keys, url: str, *args: str) -> str:
-    result = run_client(keys, "--url", url, "--print-token", *args)
-    assert result.returncode == 0, result.stderr
-    return result.stdout.strip()
 
 
 def as_written(snippet: str, live_server, keys) -> str:

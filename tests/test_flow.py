@@ -9,7 +9,7 @@ import jwt
 import pytest
 from fastmcp import Client
 
-from conftest import ROOT, call, free_port, one_line_error, refusal, run_client
+from conftest import ROOT, call, free_port, one_line_error, print_token, refusal, run_client
 from fastmcp_auth import client, server
 from fastmcp_auth.__main__ import write_keys
 
@@ -116,12 +116,6 @@ def test_print_token_takes_scopes_and_expires_in(live_server, keys):
     token = print_token(keys, live_server.url, "--scopes", "read admin", "--expires-in", "60")
     claims = jwt.decode(token, options={"verify_signature": False})
     assert (claims["scope"], claims["exp"] - claims["iat"]) == ("read admin", 60)
-
-
-def print_token(keys, url: str, *args: str) -> str:
-    result = run_client(keys, "--url", url, "--print-token", *args)
-    assert result.returncode == 0, result.stderr
-    return result.stdout.strip()
 
 
 def test_the_readme_client_configuration_connects(live_server, mint):
