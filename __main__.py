@@ -12,7 +12,6 @@ import argparse
 import os
 import re
 import runpy
-import secrets
 import shutil
 import socket
 import subprocess
@@ -47,12 +46,13 @@ def write_keys(private_path: Path, public_path: Path, force: bool = False) -> No
     public_pem = key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    # Created 0600, so the private key is never readable by others, not even for a moment;
-    # chmod too, because O_CREAT's mode does not apply to a file that already existed (--force).
-    fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    # A new file, created 0600 (mkstemp), then renamed over the old one: the new key is never in
+    # a file others can read, not even one they opened before --force (writing into the old
+    # file would hand them the new key through the descriptor they hold).
+    fd, temporary = tempfile.mkstemp(dir=private_path.parent, prefix=".private.pem.")
     with os.fdopen(fd, "wb") as f:
         f.write(private_pem)
-    os.chmod(private_path, 0o600)
+    os.replace(temporary, private_path)
     public_path.write_bytes(public_pem)
 
 
@@ -114,20 +114,23 @@ def demo(argv: list[str]) -> None:
         action="store_true",
         help="get the token from the real authorization server in authserver/ (Node.js, npm)",
     )
-    if parser.parse_args(argv).authserver:
-        return demo_with_authserver()
+    authserver = parser.parse_args(argv).authserver
     private_path, public_path = HERE / "private.pem", HERE / "public.pem"
     if not (private_path.exists() and public_path.exists()):
         write_keys(private_path, public_path)
         print(f"No key pair yet: wrote {private_path} and {public_path}")
+    if authserver:
+        return demo_with_authserver(private_path, public_path)
     command = [sys.executable, str(SERVER), "--port", str(free_port())]
     with started([*command, "--public-key", str(public_path)], BANNER) as url:
         run_client("--url", url, "--private-key", str(private_path))
 
 
-def demo_with_authserver() -> None:
-    """The deployment's flow on loopback: oidc-provider issues the token, the server checks it
-    against the provider's JWKS, the client finds the provider through the server's metadata."""
+def demo_with_authserver(private_path: Path, public_path: Path) -> None:
+    """The deployment's flow on loopback: the client proves itself to oidc-provider with its own
+    key (private_key_jwt: no shared secret), the provider issues the token, the server checks it
+    against the provider's JWKS, and the client finds the provider through the server's
+    metadata, trusting no other."""
     if shutil.which("node") is None or shutil.which("npm") is None:
         sys.exit("Error: the authorization server needs Node.js and npm: install them first")
     folder = HERE / "authserver"
@@ -140,14 +143,17 @@ def demo_with_authserver() -> None:
         subprocess.run(["node", str(folder / "keygen.mjs")], check=True)
     issuer, port = f"http://127.0.0.1:{free_port()}", free_port()
     url = f"http://localhost:{port}/mcp"
-    secret = secrets.token_urlsafe(24)  # this run's only: handed on through the environment
     node = ["node", str(folder / "server.mjs"), "--issuer", issuer, "--resource", url]
+    node += ["--client-key", str(public_path)]  # the client's public key: all the AS holds
     mcp = [sys.executable, str(SERVER), "--port", str(port), "--issuer", issuer]
     mcp += ["--jwks-uri", f"{issuer}/jwks"]
-    env = {**os.environ, "AS_CLIENT_SECRET": secret, "MCP_CLIENT_SECRET": secret}
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("AS_CLIENT_SECRET", "MCP_CLIENT_SECRET")
+    }
     with started(node, re.compile(r"Authorization server on (\S+)"), env):
         with started(mcp, BANNER):
-            run_client("--url", url, "--client-id", "demo-client", env=env)
+            client = ["--url", url, "--client-id", "demo-client", "--issuer", issuer]
+            run_client(*client, "--private-key", str(private_path), env=env)
 
 
 def main(argv: list[str] | None = None) -> None:

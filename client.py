@@ -1,37 +1,45 @@
-"""Call the MCP server's tools with a bearer token: minted with private.pem, or got by --client-id.
+"""Call the MCP server's tools with a bearer token, got one of three ways:
 
-uv run client.py [--print-token]    # against http://localhost:8000/mcp; or a token only
+uv run client.py                # minted here, signed with private.pem (RS256)
+uv run client.py --login        # a user logs in: authorization code + PKCE, in the browser
+uv run client.py --client-id ID --issuer AS  # the client's own, signed with private.pem
+uv run client.py --print-token  # a minted token alone, for curl or an editor
 """
 
 import asyncio
 import logging
 import os
-import re
 import sys
 import time
-from functools import partial
+import warnings
 from pathlib import Path
 
-import httpx2
 import jwt
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
-from fastmcp import Client
-from fastmcp.client.auth import ClientCredentialsOAuthProvider
-from fastmcp.client.transports import StreamableHttpTransport
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings
 
 ISSUER, SUBJECT, SCOPES = "http://localhost:8000", "example-user", "read write"
+ADMIN_TOOL = "server_config"  # needs the admin scope: the server answers 403 without it
 
 
 class Settings(BaseSettings, env_prefix="MCP_", cli_kebab_case=True, cli_implicit_flags=True):
     url: str = Field("http://localhost:8000/mcp", pattern=r"^https?://[^/?#@\s]+(/\S*)?$")
-    issuer: str = ""  # the token's `iss` (ISSUER: the server's default), or --client-id's server
+    issuer: str = ""  # the minted token's `iss`; with --client-id, the only server it trusts
     private_key: Path = Path(__file__).resolve().parent / "private.pem"
-    scopes: str = ""  # minting: SCOPES; --client-id: what the server's challenge names
+    scopes: str = ""  # minting: SCOPES; otherwise: what the server's challenge names
     expires_in: int = 5 * 60  # seconds: a leaked token should be worth little
     print_token: bool = False
-    client_id: str = Field("", description="with its secret in env MCP_CLIENT_SECRET, never a flag")
+    login: bool = False
+    client_id: str = Field("", description="its secret, if any, in env MCP_CLIENT_SECRET")
+
+
+def signing_key(s: Settings):
+    try:
+        return load_pem_private_key(s.private_key.read_bytes(), password=None)
+    except (OSError, ValueError, TypeError) as e:
+        sys.exit(f"Error: {s.private_key}: {e} (openssl genpkey -algorithm RSA -out private.pem)")
 
 
 def mint_token(s: Settings) -> str:  # the key holder's part: a short-lived RS256 token
@@ -39,47 +47,119 @@ def mint_token(s: Settings) -> str:  # the key holder's part: a short-lived RS25
     claims = {"sub": SUBJECT, "iss": s.issuer or ISSUER, "aud": s.url, "scope": s.scopes or SCOPES}
     claims |= {"iat": now, "exp": now + s.expires_in, "jti": os.urandom(16).hex()}
     try:
-        key = load_pem_private_key(s.private_key.read_bytes(), password=None)
-        return jwt.encode(claims, key, algorithm="RS256")
-    except (OSError, ValueError, TypeError, jwt.InvalidKeyError) as e:
+        return jwt.encode(claims, signing_key(s), algorithm="RS256")
+    except jwt.InvalidKeyError as e:
         sys.exit(f"Error: {s.private_key}: {e} (openssl genpkey -algorithm RSA -out private.pem)")
 
 
-def explain(error: Exception, answer: httpx2.Response | None, url: str) -> str:  # in one line
-    if answer is None or answer.status_code < 300 or answer.url != url:  # not the server's refusal
+def token_source(s: Settings):
+    """What `Client(auth=...)` takes: a minted token, or a FastMCP provider that gets one."""
+    from fastmcp.client import auth  # here: --print-token must not wait for FastMCP's import
+
+    scopes = s.scopes or None  # None: what the server's challenge names
+    secret = os.environ.get("MCP_CLIENT_SECRET")
+    if s.login:  # no secret to leak: the authorization server may come from the server's metadata
+        pinned = {"client_id": s.client_id, "client_secret": secret, "issuer": s.issuer or None}
+        return auth.OAuth(scopes=scopes, **(pinned if s.client_id else {}))
+    if s.client_id and secret:  # credentials go only to --issuer, whatever the server names
+        return auth.ClientCredentialsOAuthProvider(
+            client_id=s.client_id, client_secret=secret, scopes=scopes, issuer=s.issuer
+        )
+    if s.client_id:  # RFC 7523: no shared secret; the key's own algorithm (RS256, ES256)
+        key = signing_key(s)
+        algorithm = "ES256" if isinstance(key, ec.EllipticCurvePrivateKey) else "RS256"
+        pem = s.private_key.read_text()
+        signed = auth.SignedJWTParameters(
+            issuer=s.client_id, subject=s.client_id, signing_key=pem, signing_algorithm=algorithm
+        )
+        assertion = signed.create_assertion_provider()  # iss, sub, aud: the issuer, exp, jti
+        return auth.PrivateKeyJWTOAuthProvider(
+            client_id=s.client_id, assertion_provider=assertion, scopes=scopes, issuer=s.issuer
+        )
+    return mint_token(s)
+
+
+def shown(text: object) -> str:
+    """Server text for the terminal: an escape code or a new line is shown, never obeyed."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+
+
+class Http:
+    """FastMCP's HTTP traffic, watched: FastMCP's errors name no HTTP status, so the last answer is
+    kept; and credentials go to --issuer only, whatever authorization server the MCP server names
+    (FastMCP would first ask the named one for its metadata)."""
+
+    def __init__(self, issuer: str) -> None:
+        self.issuer = issuer  # empty: any (a user's login holds no secret)
+        self.last = None
+
+    async def answered(self, answer) -> None:  # an httpx response hook
+        self.last = answer
+        if (
+            self.issuer
+            and answer.status_code == 200
+            and "/oauth-protected-resource" in answer.url.path
+        ):
+            await answer.aread()
+            named = answer.json().get("authorization_servers", [])
+            if self.issuer not in named:  # RFC 9728 metadata: before any authorization server
+                raise ValueError(f"it names {named}, not --issuer {self.issuer}: nothing sent")
+
+    def client(self, **kwargs):  # the transport's httpx_client_factory
+        import httpx2  # here: --print-token must not wait for it
+
+        return httpx2.AsyncClient(**kwargs, event_hooks={"response": [self.answered]})
+
+    def said(self, field: str) -> str | None:  # a field of the last answer's WWW-Authenticate
+        from mcp.client.auth.utils import extract_field_from_www_auth
+
+        return extract_field_from_www_auth(self.last, field) if self.last else None
+
+
+def explain(error: Exception, answers: Http, url: str) -> str:
+    """The one line a failure is worth: the server's own words if it refused."""
+    answer = answers.last
+    if answer is None or answer.status_code < 300 or answer.url != url:  # not the MCP server
         return f"{url}: {error}"
-    said = dict(re.findall(r'(\w+)="([^"]*)"', answer.headers.get("www-authenticate", "")))
-    why = said.get("error_description", answer.headers.get("location", answer.reason_phrase))
-    if said.get("error") == "invalid_token":  # FastMCP's description is generic, its log is not
+    why = (
+        answers.said("error_description") or answer.headers.get("location") or answer.reason_phrase
+    )
+    if answers.said("error") == "invalid_token":  # FastMCP's description is generic, its log not
         why = "the server's log says why: key, iss, aud or clock"
     return f"{url} answered HTTP {answer.status_code}: {why}"
 
 
-async def run(s: Settings, answers: list) -> None:
-    async def keep(answer: httpx2.Response) -> None:  # the Client's errors name no HTTP status
-        answers[:] = [answer]
+async def run(s: Settings, answers: Http) -> None:
+    from fastmcp import Client  # here: --print-token must not wait for FastMCP's import
+    from fastmcp.client.transports import StreamableHttpTransport
 
     print("🚀 Starting FastMCP client with JWT authentication...")
-    if s.client_id:  # FastMCP's client credentials flow: 401, metadata, token, and again
-        doc = s.url.removesuffix("/mcp") + "/.well-known/oauth-protected-resource/mcp"  # RFC 9728
-        issuer = s.issuer or httpx2.get(doc).raise_for_status().json()["authorization_servers"][0]
-        asked = {"client_secret": os.environ["MCP_CLIENT_SECRET"], "scopes": s.scopes or None}
-        auth = ClientCredentialsOAuthProvider(client_id=s.client_id, issuer=issuer, **asked)
-        print(f"🔐 Token from the authorization server {issuer}, as {s.client_id}")
-    else:  # only the token's header: a whole token is a password while it lives
-        auth = mint_token(s)
-        print(f"🔐 Generated JWT token (self-signed):\n   {auth.split('.')[0]}...")
-    http = partial(httpx2.AsyncClient, event_hooks={"response": [keep]})
-    transport = StreamableHttpTransport(s.url, auth=auth, httpx_client_factory=http)
-    async with Client(transport, timeout=300) as client:  # seconds: a tool call may take long
+    source = token_source(s)
+    if isinstance(source, str):  # only the token's header: a whole token is a password
+        print(f"🔐 Generated JWT token (self-signed):\n   {source.split('.')[0]}...")
+    elif s.client_id:
+        print(f"🔐 Token from the authorization server {s.issuer}, as {s.client_id}")
+    else:
+        print("🔐 Token from the authorization server the MCP server names, for a user who logs in")
+    http = StreamableHttpTransport(s.url, auth=source, httpx_client_factory=answers.client)
+    async with Client(http, timeout=300) as client:  # seconds: a tool call may take long
         print(f"✅ Client connected: {client.is_connected()}")
-        print(f"📋 Available tools: {(names := [tool.name for tool in await client.list_tools()])}")
+        tools = [tool.name for tool in await client.list_tools()]
+        print(f"📋 Available tools: {shown(tools)}")
         print("🎯 Testing greet tool...")
-        print(f"💬 Greet result: {(await client.call_tool('greet', {'name': 'FastMCP'})).data}")
-        print(f"🪪 Whoami: {(await client.call_tool('whoami')).data}")
-        if "server_config" in names:  # listed only to tokens with the admin scope
-            print(f"🔒 Admin tool server_config: {(await client.call_tool('server_config')).data}")
-    print(f"🔌 Client disconnected: {client.is_connected()}")
+        greeting = await client.call_tool("greet", {"name": "FastMCP"})
+        print(f"💬 Greet result: {shown(greeting.data)}")
+        whoami = await client.call_tool("whoami")
+        print(f"🪪 Whoami: {shown(whoami.data)}")
+        try:  # an OAuth provider steps up on the server's 403 by itself; a minted token cannot
+            admin = await client.call_tool(ADMIN_TOOL)
+            print(f"🔒 Admin tool {ADMIN_TOOL}: {shown(admin.data)}")
+        except Exception:
+            if answers.said("error") != "insufficient_scope" or not isinstance(source, str):
+                raise
+            scope = shown(answers.said("scope"))
+            print(f'🔒 Admin tool {ADMIN_TOOL}: HTTP 403, mint with --scopes "{scope}" for it')
+    print(f"🔌 Client disconnected: {not client.is_connected()}")
 
 
 if __name__ == "__main__":
@@ -87,14 +167,18 @@ if __name__ == "__main__":
         config = Settings(_cli_parse_args=True)
     except ValidationError as e:
         sys.exit("Error: {loc[0]} {input!r}: {msg}".format_map(e.errors()[0]))
-    if config.client_id and (config.print_token or "MCP_CLIENT_SECRET" not in os.environ):
-        sys.exit("Error: --client-id needs env MCP_CLIENT_SECRET, and mints no --print-token")
+    if config.client_id and not config.issuer:
+        sys.exit("Error: --client-id needs --issuer: the one server its credentials may go to")
+    if config.print_token and (config.client_id or config.login):
+        sys.exit("Error: --print-token mints a token here: not with --client-id or --login")
     logging.getLogger("mcp").setLevel(logging.CRITICAL)  # it logs each failure; we say it once
-    answers = []  # the last HTTP answer, kept by run()
+    logging.getLogger("fastmcp").setLevel(logging.WARNING)  # not the login URL: $BROWSER opens it
+    warnings.filterwarnings("ignore", "Using in-memory token storage")  # this run's only: fine
+    answers = Http(config.issuer if config.client_id else "")
     try:
         if config.print_token:  # the token alone: for curl, the Inspector, an editor's config
             print(mint_token(config))
         else:
             asyncio.run(run(config, answers))
     except Exception as e:  # whatever stopped it, the user gets one line, not a traceback
-        sys.exit(f"Error: {explain(e, answers[-1] if answers else None, config.url)}")
+        sys.exit(f"Error: {shown(explain(e, answers, config.url))}")

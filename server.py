@@ -1,37 +1,55 @@
 """An MCP server whose tools answer only a valid RS256 JWT, checked with public keys alone.
 
-uv run server.py    # http://localhost:8000/mcp; --help for a deployment's settings
+    uv run server.py    # http://localhost:8000/mcp; --help for a deployment's settings
+
+Each line is FastMCP's recipe, but those marked `Rule:`: what FastMCP's defaults leave out, and why.
 """
 
-import ipaddress
 import logging
+import re
 import sys
+from functools import partial
 from pathlib import Path
+from typing import Annotated
 from urllib.parse import urlsplit
 
 import anyio
+import pydantic_core
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from fastmcp import FastMCP, settings
-from fastmcp.server.auth import RemoteAuthProvider, require_scopes
+from fastmcp.server.auth import RemoteAuthProvider
+from fastmcp.server.auth.middleware import RequireAuthMiddleware
 from fastmcp.server.auth.providers.jwt import JWTVerifier
 from fastmcp.server.dependencies import get_access_token
 from fastmcp.utilities.token_cache import TokenCache
 from joserfc.errors import InvalidClaimError, JoseError
 from joserfc.jwt import JWTClaimsRegistry
-from pydantic import Field, ValidationError
+from mcp.server.transport_security import DEFAULT_MAX_REQUEST_BODY_SIZE, RequestBodyLimitMiddleware
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings
+from starlette.middleware import Middleware
 
 
+# ── Settings: each flag has its MCP_* twin: --public-url, MCP_PUBLIC_URL ─────────────────────
 class Settings(BaseSettings, env_prefix="MCP_", cli_kebab_case=True, cli_show_env_vars=True):
     """Serve MCP tools behind JWT bearer auth. --public-url: default http://localhost:PORT/mcp."""
 
     host: str = "127.0.0.1"  # beyond this machine, put a proxy in front (docs/deploying.md)
     port: int = Field(8000, gt=0, lt=65536)
-    public_url: str = Field("", pattern=r"^(https?://[^/?#@\s]+/mcp)?$")
-    issuer: str = Field("http://localhost:8000", pattern=r"^https?://[^?#@\s]+$")
+    public_url: Annotated[str, Field(pattern=r"^(https?://[^/?#@\s]+/mcp)?$")] = ""
+    issuer: Annotated[str, Field(pattern=r"^https?://[^?#@\s]+$")] = "http://localhost:8000"
     public_key: Path = Path(__file__).resolve().parent / "public.pem"
-    jwks_uri: str = Field("", pattern=r"^(https?://[^#@\s]+)?$")
+    jwks_uri: Annotated[str, Field(pattern=r"^(https?://[^#@\s]+)?$")] = ""
+
+    @field_validator("public_url", "issuer", "jwks_uri")
+    @classmethod
+    def parsed(cls, url: str) -> str:
+        """Rule: a URL that parses (`http://[::1` and `:99999` raise), and no wildcard host."""
+        parts = urlsplit(url or "http://unset")  # unset: the default applies
+        if parts.port == 0 or not re.fullmatch(r"[\w.:-]+", parts.hostname or ""):
+            raise ValueError("expected http(s)://HOST[:PORT], HOST a name or an address")
+        return url  # as typed: `iss` and `aud` are compared as strings
 
 
 try:  # flags only when run as a script: imported (by `fastmcp run`, tests), argv is not ours
@@ -39,71 +57,118 @@ try:  # flags only when run as a script: imported (by `fastmcp run`, tests), arg
 except ValidationError as e:  # one line, not a traceback: `--port abc`, `MCP_PORT=abc`
     sys.exit("Error: {loc[0]} {input!r}: {msg}".format_map(e.errors()[0]))
 PUBLIC_URL = config.public_url or f"http://localhost:{config.port}/mcp"
-BASE_SCOPE, ADMIN_SCOPE = "read", "admin"  # flat: `admin` does not imply `read`
-MAX_TOKEN_BYTES, MAX_LIFETIME = 8192, 24 * 3600  # a token's size; how far ahead its `exp` may be
+METADATA_URL = PUBLIC_URL.removesuffix("/mcp") + "/.well-known/oauth-protected-resource/mcp"
+BASE_SCOPE = "read"  # every request needs it
+ADMIN_SCOPE = "admin"  # flat, as most identity providers: `admin` does not imply `read`
+
+# ── Token rules: what FastMCP's JWTVerifier leaves out ──────────────────────────────────────
+# Rule: RFC 9068 requires `exp` (FastMCP accepts none) and `sub`; times are numbers, iat not ahead.
+CLAIM_RULES = JWTClaimsRegistry(leeway=30, exp={"essential": True}, sub={"essential": True})
+MAX_TOKEN_BYTES = 8192  # Rule: refused unread; a JWT that size is an attack, not a token
+MAX_LIFETIME = 24 * 3600  # Rule: an `exp` further ahead is a token that never dies
+# Rule: a tool needing more than BASE_SCOPE is listed to every token, and a call without its
+# scopes gets HTTP 403 `insufficient_scope` naming them: MCP's step-up. FastMCP's require_scopes
+# would hide the tool and answer HTTP 200 "Unknown tool".
+TOOL_SCOPES = {"server_config": [BASE_SCOPE, ADMIN_SCOPE]}  # every scope its call needs
 
 
 class StrictJWTVerifier(JWTVerifier):
-    """FastMCP's JWTVerifier plus what it leaves out: `exp`, `sub`, finite times, no `iat` ahead"""
-
-    claims = JWTClaimsRegistry(leeway=30, exp={"essential": True}, sub={"essential": True})
+    """FastMCP's JWTVerifier, with the rules above and a cache of the tokens it accepted."""
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.cache = TokenCache(ttl_seconds=60, max_size=10_000)  # an RS256 check: ~100 µs
+        self.verified = TokenCache(ttl_seconds=60, max_size=10_000)  # an RS256 check: ~100 µs
 
     async def load_access_token(self, token: str):
-        hit, access = self.cache.get(token)
+        hit, access = self.verified.get(token)
         if hit or len(token) > MAX_TOKEN_BYTES:  # too long: None, refused before any parsing
             return access
-        try:  # FastMCP answers HTTP 500 to `exp` Infinity and to JSON nested 1,000 deep
-            if access := await super().load_access_token(token):  # it logs why it refuses
-                self.claims.validate(access.claims)
-                access.model_dump_json()  # a claim JSON cannot encode (a lone surrogate): refused
-                if access.expires_at > self.claims.now + MAX_LIFETIME + self.claims.leeway:
+        try:  # Rule: FastMCP answers HTTP 500 to `exp` Infinity and to JSON nested 1,000 deep
+            access = await super().load_access_token(token)  # None if refused: it logs why
+            if access is not None:
+                CLAIM_RULES.validate(access.claims)
+                access.model_dump_json()  # raises for a claim JSON cannot encode (lone surrogate)
+                if access.expires_at > CLAIM_RULES.now + MAX_LIFETIME + CLAIM_RULES.leeway:
                     raise InvalidClaimError("exp", "exp is further ahead than MAX_LIFETIME")
-                self.cache.set(token, access)
+                self.verified.set(token, access)
         except (JoseError, OverflowError, RecursionError, ValueError) as e:
-            return self.logger.warning("Bearer token rejected: %s", e)  # None: refused
+            self.logger.warning("Bearer token rejected: %s", e)
+            return None
         return access
 
 
-if config.jwks_uri:  # FastMCP's ssrf_safe fetch: https only, 64 KB, 30 s, no private addresses
-    try:  # loopback decided by address: `127.evil.example` is a name anyone may own
-        local = ipaddress.ip_address(host := urlsplit(config.jwks_uri).hostname).is_loopback
-    except ValueError:
-        local = host == "localhost"
-    keys = {"jwks_uri": config.jwks_uri, "ssrf_safe": not local}  # plain fetch on loopback
+class StepUp:
+    """ASGI middleware: FastMCP's own 403 for a tool call without its TOOL_SCOPES."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        message = await receive()  # the whole body: RequestBodyLimitMiddleware joined, capped it
+        try:  # the MCP SDK's own parser: both read `{"name": "a", "name": "b"}` alike
+            call = pydantic_core.from_json(message["body"])
+            tool = call["params"]["name"] if call["method"] == "tools/call" else None
+            needed = TOOL_SCOPES.get(tool, [])
+        except (ValueError, LookupError, TypeError):  # no tool call (or lifespan): passed on
+            needed = []
+        replay = [message]
+
+        async def receive_again():  # the same body, once more, for the MCP SDK
+            return replay.pop() if replay else await receive()
+
+        guard = RequireAuthMiddleware(self.app, needed, METADATA_URL, challenge_scopes=needed)
+        await (guard if needed else self.app)(scope, receive_again, send)
+
+
+class StepUpAuthProvider(RemoteAuthProvider):
+    def get_middleware(self) -> list:  # after FastMCP's own, which find the token
+        capped = Middleware(RequestBodyLimitMiddleware, max_body_size=DEFAULT_MAX_REQUEST_BODY_SIZE)
+        return [*super().get_middleware(), capped, Middleware(StepUp)]
+
+
+# ── Objects: the key, the verifier, the auth provider, the server ───────────────────────────
+if config.jwks_uri:  # Rule: FastMCP's ssrf_safe fetch (https, 64 KB, 30 s) but on loopback,
+    jwks = urlsplit(config.jwks_uri)  # known by address: `127.evil.example` is anyone's name
+    local = re.fullmatch(r"localhost|127(\.\d{1,3}){3}|::1", jwks.hostname) is not None
+    if jwks.scheme == "http" and not local:  # Rule: else FastMCP refuses every token, at DEBUG
+        sys.exit(f"Error: jwks_uri {config.jwks_uri!r}: plain http only on loopback: use https")
+    keys = {"jwks_uri": config.jwks_uri, "ssrf_safe": not local}
 else:
-    try:  # a private key is a ValueError too: the server must never hold the signing key
-        key = load_pem_public_key(pem := config.public_key.read_bytes())
+    try:  # Rule: a private key is a ValueError too: the server must never hold the signing key
+        pem = config.public_key.read_bytes()
+        key = load_pem_public_key(pem)
     except (OSError, ValueError) as e:
         sys.exit(f"Error: {config.public_key}: {e} (openssl rsa -in private.pem -pubout ...)")
-    if not isinstance(key, rsa.RSAPublicKey) or key.key_size < 2048:
+    if not isinstance(key, rsa.RSAPublicKey) or key.key_size < 2048:  # Rule: RFC 7518 §3.3
         sys.exit(f"Error: {config.public_key} is not an RSA public key of 2048 bits or more")
     keys = {"public_key": pem.decode()}
-# FastMCP checks `iss` and `aud` only when given; the audience is our public URL (RFC 8707). RFC
-# 9728 metadata names the issuer, every 401 links to it; a token without BASE_SCOPE gets 403.
-auth = RemoteAuthProvider(
-    token_verifier=StrictJWTVerifier(**keys, issuer=config.issuer, audience=PUBLIC_URL),
+# FastMCP checks `iss` and `aud` only when given; the audience is our public URL (RFC 8707).
+verifier = StrictJWTVerifier(**keys, issuer=config.issuer, audience=PUBLIC_URL)
+auth = StepUpAuthProvider(  # RFC 9728 metadata naming the issuer; every 401 links to it
+    token_verifier=verifier,
     authorization_servers=[config.issuer],
     base_url=PUBLIC_URL.removesuffix("/mcp"),
-    scopes_supported=[BASE_SCOPE],  # each of the three defaults to the verifier's scopes: none
-    required_scopes=[BASE_SCOPE],
+    scopes_supported=[BASE_SCOPE],  # Rule: these three default to the verifier's scopes: none
+    required_scopes=[BASE_SCOPE],  # a token without it: 403 with the challenge below
     challenge_scopes=[BASE_SCOPE],  # the scope= of every challenge
 )
-mcp = FastMCP("JWT-protected greeter", auth=auth)  # set at import: `fastmcp run` gets them too
-settings.stateless_http = True  # no MCP sessions: none to exhaust, and any replica answers
-settings.http_host_origin_protection = True  # off by default; MCP: servers MUST check Origin
+# FastMCP reads these as it builds the app, at the run: `fastmcp run server.py` gets them too.
+settings.host = config.host
+settings.port = config.port
+settings.stateless_http = True  # Rule: no MCP sessions: none to exhaust, any replica answers
+settings.http_host_origin_protection = True  # Rule: off by default; MCP: servers MUST check Origin
 settings.http_allowed_hosts = [*(settings.http_allowed_hosts or []), urlsplit(PUBLIC_URL).hostname]
 settings.json_response = True  # JSON, not SSE: less CPU a call; a tool's progress not streamed
-settings.host, settings.port = config.host, config.port  # where run_async and `fastmcp run` bind
-auth.token_verifier.logger.setLevel(logging.DEBUG)  # FastMCP logs bad signatures at DEBUG
-(handler := logging.StreamHandler()).setFormatter(logging.Formatter("%(levelname)s: %(message)r"))
-logging.getLogger("fastmcp").handlers = [handler]  # %r: a claim's newline cannot forge a line
+mcp = FastMCP("JWT-protected greeter", auth=auth)
+# Rule: FastMCP's and the MCP SDK's logs in %r: a newline or an escape code that a client put in
+# a claim is escaped; it cannot forge a line. (uvicorn's access log: proxy_headers, below.)
+logging.basicConfig(format="%(levelname)s: %(message)r", force=True)
+logging.getLogger("fastmcp").handlers = logging.getLogger().handlers  # FastMCP's: no propagation
+verifier.logger.setLevel(logging.DEBUG)  # Rule: FastMCP logs a bad signature only at DEBUG
 logging.getLogger("fastmcp.server.mixins.transport").setLevel(logging.WARNING)  # the bind URL
 
 
+# ── Tools: their docstrings are what clients see ────────────────────────────────────────────
 @mcp.tool  # `async def`: no worker thread per call; a tool that blocks must be a plain `def`
 async def greet(name: str) -> str:
     """Greet someone by name."""
@@ -117,14 +182,18 @@ async def whoami() -> dict:
     return {"subject": token.subject, "scopes": token.scopes}
 
 
-@mcp.tool(auth=require_scopes(ADMIN_SCOPE))  # hidden from other tokens, and refused to them
+@mcp.tool
 async def server_config() -> dict:
-    """The server's token rules (admin scope only)."""
+    """The server's token rules. Needs the scopes read and admin."""
     return {"issuer": config.issuer, "audience": PUBLIC_URL, "scope": BASE_SCOPE}
 
 
+# ── The run ──────────────────────────────────────────────────────────────────────────────────
 if __name__ == "__main__":
     print(f"Starting FastMCP server on {PUBLIC_URL}", flush=True)
-    # h11: httptools reads headers of any size. uvloop: asyncio floods the log at the fd limit.
-    serving = mcp.run_async("http", show_banner=False, uvicorn_config={"http": "h11"})
-    anyio.run(lambda: serving, backend_options={"use_uvloop": sys.platform != "win32"})
+    # Rule: h11, as httptools reads headers of any size; the access log names the peer, not an
+    # X-Forwarded-For that anyone can send (behind nginx, nginx's log has the client).
+    uvicorn_config = {"http": "h11", "proxy_headers": False}
+    serve = partial(mcp.run_async, "http", show_banner=False, uvicorn_config=uvicorn_config)
+    # Rule: uvloop: at the descriptor limit, asyncio's accept loop floods the log.
+    anyio.run(serve, backend_options={"use_uvloop": sys.platform != "win32"})

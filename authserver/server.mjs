@@ -1,16 +1,21 @@
-// The demo's authorization server: panva's oidc-provider (OpenID Certified), set up to give one
-// confidential client RS256 JWT access tokens (RFC 9068) for the MCP server, with client
-// credentials and resource indicators (RFC 8707). Nothing else: no users, no logins.
+// The demo's authorization server: panva's oidc-provider (OpenID Certified), set up to give RS256
+// JWT access tokens (RFC 9068) for the MCP server (resource indicators, RFC 8707) in three ways:
+// - client credentials, the client proving itself with its own key (private_key_jwt, RFC 7523):
+//   --client-key PEM registers the public key of client --client-id;
+// - client credentials with a shared secret: AS_CLIENT_SECRET (the same --client-id);
+// - a user's login (authorization code + PKCE) with --login: dynamic client registration and
+//   oidc-provider's development login and consent pages (any name, any password; not for
+//   production: docs/identity-providers.md names real providers).
 //
-//   node authserver/keygen.mjs                       # once: authserver/keys.jwks.json
-//   AS_CLIENT_SECRET=... node authserver/server.mjs  # then: Authorization server on http://127.0.0.1:9000
+//   node authserver/keygen.mjs                                  # once: authserver/keys.jwks.json
+//   node authserver/server.mjs --client-key public.pem --login  # Authorization server on http://127.0.0.1:9000
 //
 // Flags (env twins): --issuer URL (AS_ISSUER; it listens on that host:port), --resource URL
-// (AS_RESOURCE; repeat it, or commas), --client-id ID (AS_CLIENT_ID), --keys PATH (a JWKS of
-// private keys; the first one signs), --token-ttl SECONDS. The client secret comes only from the
-// environment: AS_CLIENT_SECRET.
+// (AS_RESOURCE; repeat it, or commas), --client-id ID (AS_CLIENT_ID), --client-key PEM,
+// --login, --keys PATH (a JWKS of private keys; the first one signs), --token-ttl SECONDS. A
+// client secret comes only from the environment: AS_CLIENT_SECRET.
 // When the key file changes (keygen.mjs --add / --remove-oldest) the keys are reloaded in place.
-import { createPrivateKey, createPublicKey, sign, verify } from 'node:crypto';
+import { createPrivateKey, createPublicKey, randomBytes, sign, verify } from 'node:crypto';
 import { readFileSync, watchFile } from 'node:fs';
 import { createServer } from 'node:http';
 import { relative } from 'node:path';
@@ -35,6 +40,8 @@ function settings() {
         issuer: { type: 'string', default: process.env.AS_ISSUER ?? 'http://127.0.0.1:9000' },
         resource: { type: 'string', multiple: true },
         'client-id': { type: 'string', default: process.env.AS_CLIENT_ID ?? 'demo-client' },
+        'client-key': { type: 'string' },
+        login: { type: 'boolean', default: false },
         keys: { type: 'string', default: fileURLToPath(new URL('keys.jwks.json', import.meta.url)) },
         'token-ttl': { type: 'string', default: '300' },
       },
@@ -56,8 +63,25 @@ function settings() {
   const ttl = Number(values['token-ttl']);
   if (!Number.isInteger(ttl) || ttl < 1) fail(`--token-ttl must be whole seconds, not ${values['token-ttl']}`);
   const secret = process.env.AS_CLIENT_SECRET;
-  if (!secret) fail('set the client secret in the environment: AS_CLIENT_SECRET=...');
-  return { issuer, resources, clientId: values['client-id'], secret, keysPath: values.keys, ttl };
+  const clientJwk = values['client-key'] && publicJwk(values['client-key']);
+  if (!secret && !clientJwk && !values.login) {
+    fail('no way to a token: give --client-key PEM, AS_CLIENT_SECRET=... or --login');
+  }
+  if (secret && clientJwk) fail('--client-key or AS_CLIENT_SECRET: a client proves itself one way');
+  const clientId = values['client-id'];
+  return { issuer, resources, clientId, secret, clientJwk, login: values.login, keysPath: values.keys, ttl };
+}
+
+// The public half of the client's key, as a JWK: an RSA key (RS256) or a P-256 one (ES256).
+function publicJwk(path) {
+  let jwk;
+  try {
+    jwk = createPublicKey(readFileSync(path)).export({ format: 'jwk' });
+  } catch (error) {
+    fail(`--client-key ${shown(path)}: ${error.message.split('\n')[0]} (a PEM public or private key)`);
+  }
+  if (jwk.kty !== 'RSA' && jwk.crv !== 'P-256') fail(`--client-key ${shown(path)}: an RSA or P-256 key, not ${jwk.crv ?? jwk.kty}`);
+  return jwk;
 }
 
 function worksFor(jwk) {
@@ -98,26 +122,41 @@ function readKeys(path) {
   return { keys };
 }
 
-function buildProvider({ issuer, resources, clientId, secret, ttl }, keys) {
+// The registered clients: the machine client (--client-id) proving itself with its key or its
+// secret; with --login, also `demo-login`, a public client (PKCE, no secret) of a user's app: as
+// a native app (RFC 8252) its loopback callback may take any port. Others register themselves.
+function clientsOf({ clientId, secret, clientJwk, login }) {
+  const machine = { client_id: clientId, grant_types: ['client_credentials'], redirect_uris: [], response_types: [] };
+  const clients = [];
+  if (clientJwk) clients.push({ ...machine, jwks: { keys: [clientJwk] }, token_endpoint_auth_method: 'private_key_jwt' });
+  if (secret) clients.push({ ...machine, client_secret: secret, token_endpoint_auth_method: 'client_secret_basic' });
+  const callbacks = ['http://localhost/callback', 'http://127.0.0.1/callback'];
+  const user = { client_id: 'demo-login', application_type: 'native', token_endpoint_auth_method: 'none' };
+  if (login) clients.push({ ...user, grant_types: ['authorization_code', 'refresh_token'], response_types: ['code'], redirect_uris: callbacks });
+  return clients;
+}
+
+function buildProvider({ issuer, resources, ttl, ...config }, keys) {
+  const { login } = config;
   // Resources are matched as URLs (so HTTP://LOCALHOST:8000/mcp is ours too); the audience is
   // always the configured spelling, which is what the MCP server compares.
   const ours = new Map(resources.map((r) => [new URL(r).href, r]));
   const provider = new Provider(issuer.origin, {
-    clients: [
-      {
-        client_id: clientId,
-        client_secret: secret,
-        grant_types: ['client_credentials'],
-        redirect_uris: [],
-        response_types: [],
-        token_endpoint_auth_method: 'client_secret_basic',
-      },
-    ],
+    clients: clientsOf(config),
     jwks: { keys },
     scopes: SCOPES.split(' '), // listed in the metadata's scopes_supported
-    ttl: { ClientCredentials: ttl }, // the resource's accessTokenTTL wins; this quiets a notice
+    // The resource's accessTokenTTL wins; the others: a short code, a session of a day.
+    ttl: { ClientCredentials: ttl, AccessToken: ttl, AuthorizationCode: 60, Grant: 86400, Interaction: 600, RefreshToken: 86400, Session: 86400 },
+    findAccount: (ctx, sub) => ({ accountId: sub, claims: () => ({ sub }) }), // the login name
+    // MCP clients ask for no offline_access; their refresh grant is what allows refresh tokens.
+    issueRefreshToken: (ctx, client) => client.grantTypeAllowed('refresh_token'),
+    // The default rule, without its notice: CORS only for a public client's own redirect origin.
+    clientBasedCORS: (ctx, origin, client) =>
+      client.clientAuthMethod === 'none' && client.redirectUris.some((u) => URL.parse(u)?.origin === origin),
+    cookies: { keys: [randomBytes(32).toString('base64url')] }, // this run's: sessions end with it
     features: {
-      devInteractions: { enabled: false },
+      devInteractions: { enabled: login }, // GET /interaction/:uid: the login page, then consent
+      registration: { enabled: login }, // POST /reg (RFC 7591), open: MCP clients register themselves
       clientCredentials: { enabled: true },
       resourceIndicators: {
         enabled: true,
@@ -139,7 +178,33 @@ function buildProvider({ issuer, resources, clientId, secret, ttl }, keys) {
       },
     },
   });
+  // MCP clients register with the scope of the server's first challenge ("read"); oidc-provider
+  // would then refuse them any other scope, so the step-up to "admin" could never succeed. RFC
+  // 7591 lets a server change what a client asked for: here, registrations carry no scope, and
+  // the consent page decides.
+  provider.use(async (ctx, next) => {
+    if (login && ctx.method === 'POST' && ctx.path === '/reg' && ctx.is('application/json')) {
+      const chunks = [];
+      let size = 0;
+      for await (const chunk of ctx.req) {
+        size += chunk.length;
+        if (size > 64 * 1024) ctx.throw(413, 'registration too large');
+        chunks.push(chunk);
+      }
+      try {
+        ctx.req.body = JSON.parse(Buffer.concat(chunks).toString() || '{}'); // oidc-provider takes a parsed body
+      } catch {
+        ctx.throw(400, 'registration is not JSON');
+      }
+      delete ctx.req.body.scope;
+    }
+    await next();
+  });
   // One line per token, never the token itself.
+  provider.on('access_token.issued', (token) => {
+    console.log(`token issued: user ${token.accountId}, client ${token.clientId}, scope "${token.scope}"`);
+  });
+  provider.on('registration_create.success', (ctx, client) => console.log(`client registered: ${client.clientId}`));
   provider.on('client_credentials.issued', (token) => {
     const scope = token.scope ? `"${token.scope}"` : 'none';
     console.log(
@@ -149,7 +214,8 @@ function buildProvider({ issuer, resources, clientId, secret, ttl }, keys) {
   });
   provider.on('grant.error', (ctx, error) => {
     const client = ctx.oidc?.client?.clientId ?? ctx.oidc?.params?.client_id ?? 'unknown';
-    console.log(`token refused: ${error.error} (${error.error_description}), client ${client}`);
+    const detail = error.error_detail ? `: ${error.error_detail}` : '';
+    console.log(`token refused: ${error.error} (${error.error_description}${detail}), client ${client}`);
   });
   provider.on('server_error', (ctx, error) => console.error(`authserver: server error: ${error.stack}`));
   return provider;

@@ -65,18 +65,22 @@ def start(
     issuer: str,
     resources: list[str],
     client_id: str,
-    secret: str,
+    secret: str | None,
     keys_path: Path,
     log_path: Path,
     token_ttl: int = 300,
     ready_within: float = 15,
+    flags: tuple[str, ...] = (),
 ) -> Iterator[subprocess.Popen]:
-    """Run the authorization server until the block ends; yield it once it says it is ready."""
+    """Run the authorization server until the block ends; yield it once it says it is ready.
+    `secret` None: no client secret; `flags`: more of server.mjs's (--client-key, --login)."""
     issuer = issuer.rstrip("/")
     command = ["node", str(Path(node_dir) / "server.mjs"), "--issuer", issuer]
     command += ["--resource", ",".join(resources), "--client-id", client_id]
-    command += ["--keys", str(keys_path), "--token-ttl", str(token_ttl)]
-    env = {**os.environ, "AS_CLIENT_SECRET": secret}
+    command += ["--keys", str(keys_path), "--token-ttl", str(token_ttl), *flags]
+    env = {k: v for k, v in os.environ.items() if k != "AS_CLIENT_SECRET"}
+    if secret is not None:
+        env["AS_CLIENT_SECRET"] = secret
     with open(log_path, "w") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
@@ -94,6 +98,16 @@ def start(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(5)
+
+
+def browser() -> str:
+    """$BROWSER for a client's login: authserver/browser.mjs signs a user in, in headless
+    Chromium (Debian's; .ci/run installs it); a test without it skips (fails in CI)."""
+    if not (AUTHSERVER / "node_modules" / "playwright-core").is_dir():
+        unavailable("playwright-core is not installed", "npm ci --prefix authserver")
+    if not Path(os.environ.get("CHROMIUM", "/usr/bin/chromium")).exists():
+        unavailable("no Chromium at /usr/bin/chromium", "apt-get install chromium")
+    return f"node {AUTHSERVER / 'browser.mjs'} %s &"  # &: the client listens meanwhile
 
 
 def get_token(issuer: str, client_id: str, secret: str, resource: str, scope: str) -> str:

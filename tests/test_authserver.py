@@ -59,6 +59,8 @@ def client_py(idp, *args: str, secret: str = SECRET) -> subprocess.CompletedProc
     """client.py with --client-id, finding the authorization server through the MCP server."""
     env = {**os.environ, "MCP_CLIENT_SECRET": secret, "PYTHONIOENCODING": "utf-8"}
     command = [sys.executable, str(ROOT / "client.py"), "--url", idp.url, "--client-id", CLIENT_ID]
+    if "--issuer" not in args:
+        command += ["--issuer", idp.issuer]
     return run([*command, *args], env=env)
 
 
@@ -126,14 +128,14 @@ def test_a_wrong_secret_is_one_line_that_says_so(idp):
 
 def test_an_issuer_that_is_not_the_servers_is_refused_before_the_secret_is_sent(idp):
     before = idp.as_log.read_text()
-    line = one_line_error(client_py(idp, "--issuer", "http://127.0.0.1:9/"))
-    assert "issuer mismatch" in line, line
+    line = one_line_error(client_py(idp, "--issuer", "http://127.0.0.1:9"))
+    assert line.endswith(f"it names {[idp.issuer]}, not --issuer http://127.0.0.1:9: nothing sent")
     assert "token" not in idp.as_log.read_text()[len(before) :]  # no token request was made
 
 
 def test_print_token_with_client_id_is_refused_in_one_line(idp):
     line = one_line_error(client_py(idp, "--print-token"))
-    assert line == "Error: --client-id needs env MCP_CLIENT_SECRET, and mints no --print-token"
+    assert line == "Error: --print-token mints a token here: not with --client-id or --login"
 
 
 def test_fastmcp_client_credentials_need_only_the_url_the_id_and_the_secret(idp):
@@ -146,7 +148,7 @@ def test_fastmcp_client_credentials_need_only_the_url_the_id_and_the_secret(idp)
             names = [tool.name for tool in await mcp.list_tools()]
             return names, (await mcp.call_tool("greet", {"name": "AS"})).data
 
-    assert asyncio.run(go()) == (["greet", "whoami"], "Hello, AS!")
+    assert asyncio.run(go()) == (["greet", "whoami", "server_config"], "Hello, AS!")
 
 
 def test_a_rotated_key_is_used_and_a_removed_one_stops_its_tokens(idp):

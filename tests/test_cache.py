@@ -89,7 +89,7 @@ def test_a_refused_token_is_never_cached(keys, private_key, changes):
     v = verifier(keys)
     t = token(private_key, **changes)
     assert check(v, t) is None
-    assert v.cache.get(t) == (False, None)
+    assert v.verified.get(t) == (False, None)
 
 
 @pytest.mark.filterwarnings("ignore:.*(2048 bits|>= 2048)")  # the short key is on purpose
@@ -105,5 +105,5 @@ def test_the_cache_holds_at_most_10000_tokens_the_oldest_leaving_first():
             assert await v.load_access_token(t) is not None
 
     asyncio.run(send_all())
-    assert v.cache.get(tokens[0]) == (False, None)  # evicted: the 10,001st pushed it out
-    assert all(v.cache.get(t)[0] for t in tokens[1:])
+    assert v.verified.get(tokens[0]) == (False, None)  # evicted: the 10,001st pushed it out
+    assert all(v.verified.get(t)[0] for t in tokens[1:])

@@ -61,6 +61,21 @@ def test_keygen_refuses_to_overwrite_existing_keys(tmp_path):
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
 
 
+def test_keygen_force_never_writes_the_new_key_into_a_file_others_opened(tmp_path):
+    # A reader that opened the old, world-readable private.pem before --force keeps reading the
+    # old file: the new key goes to a new 0600 file, renamed over it.
+    private = tmp_path / "private.pem"
+    cli.write_keys(private, tmp_path / "public.pem")
+    os.chmod(private, 0o644)
+    with private.open("rb") as opened_by_another_user:
+        old = private.read_bytes()
+        cli.write_keys(private, tmp_path / "public.pem", force=True)
+        assert opened_by_another_user.read() == old
+    assert private.read_bytes() != old
+    assert stat.S_IMODE(private.stat().st_mode) == 0o600
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
 def test_keygen_force_replaces_the_keys_and_keeps_the_private_one_owner_only(tmp_path):
     private = tmp_path / "private.pem"
     cli.write_keys(private, tmp_path / "public.pem")
@@ -156,6 +171,13 @@ def test_a_busy_port_is_one_line_that_names_it(live_server):
         (["--public-url", "http://x/mcp?a=1"], "Error: public_url 'http://x/mcp?a=1': String"),
         (["--issuer", ""], "Error: issuer '': String should match pattern"),
         (["--jwks-uri", "idp.example/jwks"], "Error: jwks_uri 'idp.example/jwks': String"),
+        # Parsed as URLs, not only matched by a pattern (each of these passed the pattern):
+        (["--jwks-uri", "http://[::1"], "Error: jwks_uri 'http://[::1': Value error, Invalid IPv6"),
+        (["--public-url", "http://[/mcp"], "Error: public_url 'http://[/mcp': Value error, Inval"),
+        (["--issuer", "http://:80"], "Error: issuer 'http://:80': Value error, expected http(s)"),
+        (["--public-url", "http://x:99999/mcp"], "Error: public_url 'http://x:99999/mcp': Value"),
+        # A wildcard host would turn FastMCP's Host check off:
+        (["--public-url", "http://*/mcp"], "Error: public_url 'http://*/mcp': Value error, expe"),
     ],
 )
 def test_a_malformed_setting_is_one_error_line(args, says):
@@ -166,3 +188,8 @@ def test_a_malformed_setting_is_one_error_line(args, says):
 def test_a_malformed_setting_from_the_environment_is_one_error_line():
     line = one_line_error(run(SERVER, env={**os.environ, "MCP_PORT": "eighty"}))
     assert line.startswith("Error: port 'eighty': Input should be a valid integer"), line
+
+
+def test_an_unsafe_url_from_the_environment_is_one_error_line():
+    line = refusal("server.py", env={"MCP_PUBLIC_URL": "http://*/mcp"})
+    assert line.startswith("Error: public_url 'http://*/mcp': Value error, expected"), line

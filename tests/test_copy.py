@@ -22,18 +22,20 @@ def test_the_two_scripts_copied_alone_run_with_openssl_keys(tmp_path):
         unavailable(f"needs uv and openssl (uv: {uv}, openssl: {openssl})", "install them")
     (block,) = re.findall(r"```bash\n(.*?)```", COPY, re.S)
     lines = block.strip().splitlines()
-    assert lines[0] == "uv init my-server && cd my-server", lines
-    project = tmp_path / "my-server"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MCP_", "VIRTUAL_ENV"))}
-    assert run([uv, "init", "--quiet", str(project)], env=env).returncode == 0
-    path = f"{os.path.dirname(uv)}{os.pathsep}{env['PATH']}"  # the `uv` the README names
-    for written in lines[1:-1]:  # as written, in the project; the files come from this checkout
-        line = written.replace("../fastmcp-auth/", f"{ROOT}/")
-        done = subprocess.run(["bash", "-euo", "pipefail", "-c", line], cwd=project,
-                              env={**env, "PATH": path}, capture_output=True, text=True,
-                              timeout=300, check=False)  # fmt: skip
-        assert done.returncode == 0, f"{line}: {done.stderr}"
     assert lines[-1] == "uv run server.py", lines
+    # A clone of another name: the block runs from it as written, but for its last line.
+    clone = tmp_path / "some-clone-name"
+    clone.mkdir()
+    for name in ("server.py", "client.py"):
+        shutil.copy(ROOT / name, clone / name)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MCP_", "VIRTUAL_ENV"))}
+    path = f"{os.path.dirname(uv)}{os.pathsep}{env['PATH']}"  # the `uv` the README names
+    script = "\n".join(lines[:-1])
+    done = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=clone,
+                          env={**env, "PATH": path}, capture_output=True, text=True,
+                          timeout=300, check=False)  # fmt: skip
+    assert done.returncode == 0, f"{script}: {done.stderr}"
+    project = tmp_path / "my-server"
     uv_run = [uv, "run", "--quiet"]
     port = free_port()
     server = [*uv_run, "server.py", "--port", str(port)]

@@ -220,17 +220,30 @@ def test_the_proxy_up_without_any_replica_is_one_line(keys, tmp_path):
 # --- abuse -------------------------------------------------------------------------------------
 
 
-def test_a_token_in_a_query_string_reaches_no_log(deployment, keys):
+QUERY_REFUSED = "No query strings: a token goes in the Authorization header\n"
+
+
+def test_a_token_in_a_query_string_is_refused_and_reaches_no_log(deployment, keys):
+    """A query string is refused before any other check: those that fail later (a body too
+    large, 413; a replica down, 502) write the request line to error.log, query and all."""
     secret = f"query-secret-{os.getpid()}"
     headers = {**MCP, "Authorization": f"Bearer {token_for(keys, deployment.url)}"}
+    metadata = deployment.url.replace("/mcp", "/.well-known/oauth-protected-resource/mcp")
+    sent = {
+        "an MCP request": ("POST", deployment.url, {"json": INITIALIZE}),
+        "a body too large (413)": ("POST", deployment.url, {"content": b"x" * 300_000}),
+        "a path nobody serves (404)": ("GET", deployment.url.replace("/mcp", "/nope"), {}),
+        "the metadata": ("GET", metadata, {}),
+    }
     with deployment.https(LEGIT) as http:
-        served = http.post(
-            f"{deployment.url}?access_token={secret}", json=INITIALIZE, headers=headers
+        for name, (method, url, body) in sent.items():
+            answer = http.request(method, f"{url}?access_token={secret}", headers=headers, **body)
+            assert (answer.status_code, answer.text) == (400, QUERY_REFUSED), name
+        plain = http.post(
+            f"{deployment.proxy.listen.http_url}?access_token={secret}", json=INITIALIZE
         )
-        metadata = deployment.url.replace("/mcp", "/.well-known/oauth-protected-resource/mcp")
-        described = http.get(f"{metadata}?access_token={secret}")
-    assert served.status_code == 200, served.text  # the path still routes, the query is gone
-    assert described.json()["resource"] == deployment.url
+        assert (plain.status_code, plain.text) == (400, QUERY_REFUSED), plain.text
+        assert http.post(deployment.url, json=INITIALIZE, headers=headers).status_code == 200
     time.sleep(0.5)  # log lines follow answers
     logs = {
         "nginx access.log": "\n".join(deployment.proxy.access_log()),
@@ -238,8 +251,22 @@ def test_a_token_in_a_query_string_reaches_no_log(deployment, keys):
         "the replicas' logs": deployment.replica_logs(),
     }
     assert [name for name, text in logs.items() if secret in text] == []
-    lines = [line for line in deployment.proxy.access_log() if line.startswith(LEGIT)]
-    assert lines and not [line for line in lines if "?" in line], lines
+
+
+def test_a_query_string_to_a_proxy_without_replicas_reaches_no_log(keys, tmp_path):
+    """The upstream error (502) is where nginx logs the request line at error level."""
+    ensure_nginx()
+    certs, nowhere = make_certs(tmp_path), [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]
+    secret = f"query-secret-{os.getpid()}"
+    with running_nginx(tmp_path / "nginx", certs, Listen.free(), nowhere) as proxy:
+        verify = ssl.create_default_context(cafile=str(certs.ca))
+        with httpx.Client(verify=verify, timeout=10) as http:
+            refused = http.post(f"{proxy.listen.public_url}?access_token={secret}", json={})
+            failed = http.post(proxy.listen.public_url, json={})  # no query: a plain 502
+        time.sleep(0.5)
+        assert (refused.status_code, refused.text) == (400, QUERY_REFUSED)
+        assert failed.status_code == 502 and "connect() failed" in proxy.error_log()
+        assert secret not in proxy.error_log() + "\n".join(proxy.access_log())
 
 
 def test_a_flood_from_one_address_gets_429_and_another_is_still_served(deployment):

@@ -20,11 +20,12 @@ ORIGINAL_LINES = [
     "🔐 Generated JWT token (self-signed):",
     "   eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9...",
     "✅ Client connected: True",
-    "📋 Available tools: ['greet', 'whoami']",
+    "📋 Available tools: ['greet', 'whoami', 'server_config']",
     "🎯 Testing greet tool...",
     "💬 Greet result: Hello, FastMCP!",
     "🪪 Whoami: {'subject': 'example-user', 'scopes': ['read', 'write']}",
-    "🔌 Client disconnected: False",
+    '🔒 Admin tool server_config: HTTP 403, mint with --scopes "read admin" for it',
+    "🔌 Client disconnected: True",  # the original printed is_connected() here: False
 ]
 
 
@@ -81,7 +82,8 @@ def test_client_py_without_a_server_says_it_could_not_connect(keys):
     [
         (["--url", "localhost:8000/mcp"], "Error: url 'localhost:8000/mcp': String should match"),
         (["--expires-in", "soon"], "Error: expires_in 'soon': Input should be a valid integer"),
-        (["--client-id", "me"], "Error: --client-id needs env MCP_CLIENT_SECRET"),
+        (["--client-id", "me"], "Error: --client-id needs --issuer: the one server"),
+        (["--print-token", "--login"], "Error: --print-token mints a token here: not with"),
     ],
 )
 def test_a_malformed_client_setting_is_one_line(args, says):
@@ -130,4 +132,4 @@ def test_the_readme_client_configuration_connects(live_server, mint):
         async with Client(config) as mcp:
             return [tool.name for tool in await mcp.list_tools()]
 
-    assert asyncio.run(tool_names()) == ["greet", "whoami"]
+    assert asyncio.run(tool_names()) == ["greet", "whoami", "server_config"]

@@ -13,7 +13,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from conftest import JwksHost, serve
+from conftest import JwksHost, refusal, serve
 
 REFRESH = 30  # FastMCP's jwks_refresh_interval: seconds at least between fetches for a new kid
 CACHED = 60  # seconds server.py keeps a verified token (its TokenCache ttl_seconds)
@@ -109,24 +109,24 @@ def test_a_token_header_of_the_wrong_shape_gets_401_not_500(jwks_server, header)
     assert 'error="invalid_token"' in response.headers["www-authenticate"], response.text
 
 
-@pytest.mark.parametrize(
-    "jwks_uri, refusal",
-    [
-        ("http://idp.example/jwks", "URL must use HTTPS"),
-        ("http://127.evil.example/jwks", "URL must use HTTPS"),  # a name, not a loopback address
-        ("https://10.0.0.7/jwks", "Private, loopback, link-local, and reserved IPs"),
-    ],
-    ids=["plain http", "a name that starts with 127.", "a private address"],
-)
-def test_a_jwks_off_loopback_is_fetched_only_the_bounded_way(jwks_uri, refusal, tmp_path, mint):
+@pytest.mark.parametrize("jwks_uri", ["http://idp.example/jwks", "http://127.evil.example/jwks"])
+def test_a_plain_http_jwks_off_loopback_is_refused_at_start(jwks_uri):
+    """FastMCP would refuse every token fetched from it, saying why only at DEBUG; a name that
+    starts with 127. is anyone's name, not a loopback address."""
+    line = refusal("server.py", "--jwks-uri", jwks_uri)
+    assert line == f"Error: jwks_uri {jwks_uri!r}: plain http only on loopback: use https", line
+
+
+def test_a_jwks_off_loopback_is_fetched_only_the_bounded_way(tmp_path, mint):
     """Off loopback the server uses FastMCP's SSRF-safe fetch: https only, at most 64 KB and
     30 s, and never a private address (docs/identity-providers.md says why)."""
-    with serve("--jwks-uri", jwks_uri, log_path=tmp_path / "log") as srv:
+    refused = "Private, loopback, link-local, and reserved IPs"
+    with serve("--jwks-uri", "https://10.0.0.7/jwks", log_path=tmp_path / "log") as srv:
         token = jwt.encode({"sub": "u"}, new_key(), algorithm="RS256", headers={"kid": "k"})
         response = srv.post(token)
         assert response.status_code == 401, response.text
-        assert "JWKS fetch blocked by SSRF protection" in srv.log_once_it_says(refusal), srv.log()
-        assert refusal in srv.log()
+        assert "JWKS fetch blocked by SSRF protection" in srv.log_once_it_says(refused), srv.log()
+        assert refused in srv.log()
 
 
 @pytest.mark.real

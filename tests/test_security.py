@@ -16,7 +16,6 @@ import httpx
 import jwt
 import pytest
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
-from fastmcp.exceptions import ToolError
 
 from conftest import INITIALIZE, MCP_HEADERS, ROOT, JwksHost, call
 from fastmcp_auth import client, server
@@ -277,15 +276,6 @@ def test_a_thousand_random_authorization_headers_get_4xx_and_the_server_lives(
     assert live_server.post(mint()).status_code == 200
 
 
-def test_the_admin_tool_is_hidden_from_tokens_without_the_admin_scope(live_server, mint):
-    assert call(live_server.url, mint(scope="read")) == ["greet", "whoami"]
-
-
-def test_the_admin_tool_refuses_a_call_without_the_admin_scope(live_server, mint):
-    with pytest.raises(ToolError):
-        call(live_server.url, mint(scope="read"), "server_config")
-
-
 def test_an_admin_token_sees_and_calls_the_admin_tool(live_server, mint):
     token = mint(scope="read admin")
     assert "server_config" in call(live_server.url, token)
@@ -375,6 +365,23 @@ def test_a_token_value_cannot_break_a_log_line(live_server, mint):
     (refusal,) = [line for line in lines if "audience mismatch" in line]
     assert "x\\nWARNING: Bearer token rejected for client admin: forged\\r\\n\\x1b[2J" in refusal
     assert forged_line not in lines and not any("\x1b" in line for line in lines), lines
+
+
+def test_a_forwarded_for_header_cannot_forge_or_colour_an_access_log_line(live_server, mint):
+    # uvicorn would trust X-Forwarded-For from any loopback peer and log it as the client.
+    forged = '203.0.113.9\x1b[2J\x1b[31m - "POST /admin HTTP/1.1" 200 OK'
+    head = (
+        f"POST /mcp HTTP/1.1\r\nHost: localhost:{live_server.port}\r\n"
+        f"Authorization: Bearer {mint()}\r\nX-Forwarded-For: {forged}\r\n"
+        "Content-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}"
+    )
+    before = len(live_server.log())
+    with socket.create_connection(("127.0.0.1", live_server.port), timeout=10) as sock:
+        sock.sendall(head.encode())
+        answer = sock.recv(65536).decode(errors="replace")
+    assert answer.startswith("HTTP/1.1 "), answer
+    log = live_server.log_once_it_says('"POST /mcp HTTP/1.1"')[before:]
+    assert "127.0.0.1:" in log and "203.0.113.9" not in log and "\x1b" not in log, log
 
 
 def test_the_server_hands_out_no_session_to_hold(live_server, mint):
