@@ -6,9 +6,11 @@ uv run client.py --client-id ID --issuer AS  # the client's own, signed with pri
 uv run client.py --print-token  # a minted token alone, for curl or an editor
 """
 
+import argparse
 import asyncio
 import logging
 import os
+import re
 import sys
 import time
 import warnings
@@ -17,32 +19,45 @@ from pathlib import Path
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
-from pydantic import Field, ValidationError
-from pydantic_settings import BaseSettings
 
 ISSUER, SUBJECT, SCOPES = "http://localhost:8000", "example-user", "read write"
 ADMIN_TOOL = "server_config"  # needs the admin scope: the server answers 403 without it
 
 
-class Settings(BaseSettings, env_prefix="MCP_", cli_kebab_case=True, cli_implicit_flags=True):
-    url: str = Field("http://localhost:8000/mcp", pattern=r"^https?://[^/?#@\s]+(/\S*)?$")
-    issuer: str = ""  # the minted token's `iss`; with --client-id, the only server it trusts
-    private_key: Path = Path(__file__).resolve().parent / "private.pem"
-    scopes: str = ""  # minting: SCOPES; otherwise: what the server's challenge names
-    expires_in: int = 5 * 60  # seconds: a leaked token should be worth little
-    print_token: bool = False
-    login: bool = False
-    client_id: str = Field("", description="its secret, if any, in env MCP_CLIENT_SECRET")
+class Arguments(argparse.ArgumentParser):
+    """argparse, not pydantic-settings: its import alone would make --print-token 2.5x slower."""
+
+    def error(self, message: str):  # one line, without argparse's usage line
+        sys.exit(f"Error: {message}")
 
 
-def signing_key(s: Settings):
+def url(value: str) -> str:
+    if not re.fullmatch(r"https?://[^/?#@\s]+(/\S*)?", value):
+        raise ValueError(value)  # argparse: "argument --url: invalid url value: ..."
+    return value
+
+
+def settings() -> argparse.Namespace:
+    parser = Arguments(description="Call the MCP server's tools. A secret: env MCP_CLIENT_SECRET.")
+    parser.add_argument("--url", type=url, default="http://localhost:8000/mcp")
+    parser.add_argument("--issuer", default="", help="the minted token's iss; or --client-id's")
+    parser.add_argument("--private-key", type=Path, default=Path(__file__).parent / "private.pem")
+    parser.add_argument("--scopes", default="", help=f"minting: {SCOPES!r}; else the server's")
+    parser.add_argument("--expires-in", type=int, default=5 * 60, help="seconds: leaks age fast")
+    parser.add_argument("--print-token", action="store_true", help="the minted token alone")
+    parser.add_argument("--login", action="store_true", help="a user logs in, in the browser")
+    parser.add_argument("--client-id", default="", help="with --issuer: the client's own token")
+    return parser.parse_args()
+
+
+def signing_key(s: argparse.Namespace):
     try:
         return load_pem_private_key(s.private_key.read_bytes(), password=None)
     except (OSError, ValueError, TypeError) as e:
         sys.exit(f"Error: {s.private_key}: {e} (openssl genpkey -algorithm RSA -out private.pem)")
 
 
-def mint_token(s: Settings) -> str:  # the key holder's part: a short-lived RS256 token
+def mint_token(s: argparse.Namespace) -> str:  # the key holder's part: a short-lived RS256 token
     now = int(time.time())
     claims = {"sub": SUBJECT, "iss": s.issuer or ISSUER, "aud": s.url, "scope": s.scopes or SCOPES}
     claims |= {"iat": now, "exp": now + s.expires_in, "jti": os.urandom(16).hex()}
@@ -52,7 +67,7 @@ def mint_token(s: Settings) -> str:  # the key holder's part: a short-lived RS25
         sys.exit(f"Error: {s.private_key}: {e} (openssl genpkey -algorithm RSA -out private.pem)")
 
 
-def token_source(s: Settings):
+def token_source(s: argparse.Namespace):
     """What `Client(auth=...)` takes: a minted token, or a FastMCP provider that gets one."""
     from fastmcp.client import auth  # here: --print-token must not wait for FastMCP's import
 
@@ -129,7 +144,7 @@ def explain(error: Exception, answers: Http, url: str) -> str:
     return f"{url} answered HTTP {answer.status_code}: {why}"
 
 
-async def run(s: Settings, answers: Http) -> None:
+async def run(s: argparse.Namespace, answers: Http) -> None:
     from fastmcp import Client  # here: --print-token must not wait for FastMCP's import
     from fastmcp.client.transports import StreamableHttpTransport
 
@@ -163,10 +178,7 @@ async def run(s: Settings, answers: Http) -> None:
 
 
 if __name__ == "__main__":
-    try:
-        config = Settings(_cli_parse_args=True)
-    except ValidationError as e:
-        sys.exit("Error: {loc[0]} {input!r}: {msg}".format_map(e.errors()[0]))
+    config = settings()
     if config.client_id and not config.issuer:
         sys.exit("Error: --client-id needs --issuer: the one server its credentials may go to")
     if config.print_token and (config.client_id or config.login):

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from conftest import ROOT, free_port, run, running, unavailable
+from conftest import ROOT, free_port, running, unavailable
 
 pytestmark = pytest.mark.real
 

@@ -80,8 +80,8 @@ def test_client_py_without_a_server_says_it_could_not_connect(keys):
 @pytest.mark.parametrize(
     "args, says",
     [
-        (["--url", "localhost:8000/mcp"], "Error: url 'localhost:8000/mcp': String should match"),
-        (["--expires-in", "soon"], "Error: expires_in 'soon': Input should be a valid integer"),
+        (["--url", "localhost:8000/mcp"], "Error: argument --url: invalid url value"),
+        (["--expires-in", "soon"], "Error: argument --expires-in: invalid int value"),
         (["--client-id", "me"], "Error: --client-id needs --issuer: the one server"),
         (["--print-token", "--login"], "Error: --print-token mints a token here: not with"),
     ],
