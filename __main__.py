@@ -31,12 +31,23 @@ KEY_BITS = 2048
 BANNER = re.compile(r"Starting FastMCP server on (\S+)")
 
 
+def staged(path: Path, data: bytes) -> str:
+    """`data` in a new owner-only file (mkstemp's 0600) beside `path`: its name, to rename over."""
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    return name
+
+
 def write_keys(private_path: Path, public_path: Path, force: bool = False) -> None:
     """Write a fresh RSA key pair: the private key as PKCS#8, the public one as SubjectPublicKeyInfo
     (what `openssl genpkey` and `openssl rsa -pubout` write)."""
     existing = [str(p) for p in (private_path, public_path) if p.exists()]
     if existing and not force:
         sys.exit(f"Error: {' and '.join(existing)} already exist: keep them, or use --force")
+    unusable = [str(p) for p in (private_path, public_path) if p.exists() and not p.is_file()]
+    if unusable:
+        sys.exit(f"Error: {' and '.join(unusable)}: not a file; no key written")
     key = rsa.generate_private_key(public_exponent=65537, key_size=KEY_BITS)
     private_pem = key.private_bytes(
         serialization.Encoding.PEM,
@@ -46,14 +57,15 @@ def write_keys(private_path: Path, public_path: Path, force: bool = False) -> No
     public_pem = key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    # A new file, created 0600 (mkstemp), then renamed over the old one: the new key is never in
-    # a file others can read, not even one they opened before --force (writing into the old
-    # file would hand them the new key through the descriptor they hold).
-    fd, temporary = tempfile.mkstemp(dir=private_path.parent, prefix=".private.pem.")
-    with os.fdopen(fd, "wb") as f:
-        f.write(private_pem)
-    os.replace(temporary, private_path)
-    public_path.write_bytes(public_pem)
+    # Both keys go to new files first, then are renamed over the old ones: the new private key
+    # is never in a file others can read, not even one they opened before --force (writing into
+    # the old file would hand it to them through the descriptor they hold), and a failed write
+    # leaves the old pair as it was.
+    new_private = staged(private_path, private_pem)
+    new_public = staged(public_path, public_pem)
+    os.chmod(new_public, 0o644)  # the public key: readable by all, as openssl writes it
+    os.replace(new_public, public_path)
+    os.replace(new_private, private_path)
 
 
 def keygen(argv: list[str]) -> None:

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 ISSUER, SUBJECT, SCOPES = "http://localhost:8000", "example-user", "read write"
 ADMIN_TOOL = "server_config"  # needs the admin scope: the server answers 403 without it
+MAKE_KEYS = "openssl genpkey -algorithm RSA -out private.pem, and public.pem: README step 1"
 
 
 class Arguments(argparse.ArgumentParser):
@@ -54,7 +55,7 @@ def signing_key(s: argparse.Namespace):
     try:
         return load_pem_private_key(s.private_key.read_bytes(), password=None)
     except (OSError, ValueError, TypeError) as e:
-        sys.exit(f"Error: {s.private_key}: {e} (openssl genpkey -algorithm RSA -out private.pem)")
+        sys.exit(f"Error: {s.private_key}: {e} ({MAKE_KEYS})")
 
 
 def mint_token(s: argparse.Namespace) -> str:  # the key holder's part: a short-lived RS256 token
@@ -64,7 +65,7 @@ def mint_token(s: argparse.Namespace) -> str:  # the key holder's part: a short-
     try:
         return jwt.encode(claims, signing_key(s), algorithm="RS256")
     except jwt.InvalidKeyError as e:
-        sys.exit(f"Error: {s.private_key}: {e} (openssl genpkey -algorithm RSA -out private.pem)")
+        sys.exit(f"Error: {s.private_key}: {e} ({MAKE_KEYS})")
 
 
 def token_source(s: argparse.Namespace):
@@ -99,6 +100,10 @@ def shown(text: object) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
 
 
+async def server_log(message) -> None:  # the server's log notifications, escaped like all it says
+    print(f"📝 {shown(message.level)} {shown(message.logger or '')}: {shown(message.data)}")
+
+
 class Http:
     """FastMCP's HTTP traffic, watched: FastMCP's errors name no HTTP status, so the last answer is
     kept; and credentials go to --issuer only, whatever authorization server the MCP server names
@@ -109,16 +114,19 @@ class Http:
         self.last = None
 
     async def answered(self, answer) -> None:  # an httpx response hook
+        from mcp.client.auth.utils import issuers_match  # here: --print-token must not wait
+
         self.last = answer
-        if (
-            self.issuer
-            and answer.status_code == 200
-            and "/oauth-protected-resource" in answer.url.path
-        ):
-            await answer.aread()
-            named = answer.json().get("authorization_servers", [])
-            if self.issuer not in named:  # RFC 9728 metadata: before any authorization server
-                raise ValueError(f"it names {named}, not --issuer {self.issuer}: nothing sent")
+        json_get = answer.request.method == "GET" and "json" in answer.headers.get(
+            "content-type", ""
+        )
+        if not self.issuer or not json_get:  # not RFC 9728 metadata, wherever it is served
+            return
+        await answer.aread()  # its body, for .json(): before any authorization server is asked
+        document = answer.json()
+        named = document.get("authorization_servers") if isinstance(document, dict) else None
+        if named is not None and not any(issuers_match(self.issuer, n) for n in named):
+            raise ValueError(f"it names {named}, not --issuer {self.issuer}: nothing sent")
 
     def client(self, **kwargs):  # the transport's httpx_client_factory
         import httpx2  # here: --print-token must not wait for it
@@ -148,6 +156,8 @@ async def run(s: argparse.Namespace, answers: Http) -> None:
     from fastmcp import Client  # here: --print-token must not wait for FastMCP's import
     from fastmcp.client.transports import StreamableHttpTransport
 
+    logging.getLogger("fastmcp").setLevel(logging.WARNING)  # not the login URL: $BROWSER opens it
+
     print("🚀 Starting FastMCP client with JWT authentication...")
     source = token_source(s)
     if isinstance(source, str):  # only the token's header: a whole token is a password
@@ -157,15 +167,13 @@ async def run(s: argparse.Namespace, answers: Http) -> None:
     else:
         print("🔐 Token from the authorization server the MCP server names, for a user who logs in")
     http = StreamableHttpTransport(s.url, auth=source, httpx_client_factory=answers.client)
-    async with Client(http, timeout=300) as client:  # seconds: a tool call may take long
+    async with Client(http, timeout=300, log_handler=server_log) as client:  # a call may be long
         print(f"✅ Client connected: {client.is_connected()}")
         tools = [tool.name for tool in await client.list_tools()]
         print(f"📋 Available tools: {shown(tools)}")
         print("🎯 Testing greet tool...")
         greeting = await client.call_tool("greet", {"name": "FastMCP"})
         print(f"💬 Greet result: {shown(greeting.data)}")
-        whoami = await client.call_tool("whoami")
-        print(f"🪪 Whoami: {shown(whoami.data)}")
         try:  # an OAuth provider steps up on the server's 403 by itself; a minted token cannot
             admin = await client.call_tool(ADMIN_TOOL)
             print(f"🔒 Admin tool {ADMIN_TOOL}: {shown(admin.data)}")
@@ -174,6 +182,8 @@ async def run(s: argparse.Namespace, answers: Http) -> None:
                 raise
             scope = shown(answers.said("scope"))
             print(f'🔒 Admin tool {ADMIN_TOOL}: HTTP 403, mint with --scopes "{scope}" for it')
+        whoami = await client.call_tool("whoami")  # after any step-up: its scopes show it
+        print(f"🪪 Whoami: {shown(whoami.data)}")
     print(f"🔌 Client disconnected: {not client.is_connected()}")
 
 
@@ -183,8 +193,9 @@ if __name__ == "__main__":
         sys.exit("Error: --client-id needs --issuer: the one server its credentials may go to")
     if config.print_token and (config.client_id or config.login):
         sys.exit("Error: --print-token mints a token here: not with --client-id or --login")
+    if config.expires_in <= 0:
+        sys.exit("Error: --expires-in takes seconds from now: a positive number")
     logging.getLogger("mcp").setLevel(logging.CRITICAL)  # it logs each failure; we say it once
-    logging.getLogger("fastmcp").setLevel(logging.WARNING)  # not the login URL: $BROWSER opens it
     warnings.filterwarnings("ignore", "Using in-memory token storage")  # this run's only: fine
     answers = Http(config.issuer if config.client_id else "")
     try:

@@ -7,7 +7,7 @@ Servers (each its own process on a free port of 127.0.0.1):
 - ours: server.py as shipped; the SDK's `MCPServer` with a PyJWT verifier (bench/sdk_server.py);
   a bare FastMCP with no auth and every default (bench/bare.py);
 - ours with one choice undone (bench/variant.py): SSE answers instead of JSON, sync tools,
-  asyncio's loop, no token cache.
+  asyncio's loop, no token cache, CPython's default GC, FastMCP's telemetry on.
 
 Workloads, each `tools/call greet` over 10 kept-open HTTP connections, one request in flight on
 each, both measured in the same rounds:
@@ -20,12 +20,13 @@ each, both measured in the same rounds:
 
 Server CPU comes from the server process's own accounting (/proc/PID/stat: Linux only).
 
-    uv run bench/bench.py            # about 10 minutes on 2 cores
+    uv run bench/bench.py            # about 5 minutes on 2 cores
     uv run bench/bench.py --quick    # a smoke run: few rounds and calls, under a minute
 """
 
 import argparse
 import asyncio
+import gc
 import importlib.metadata
 import json
 import os
@@ -52,16 +53,19 @@ ROUND_TIMEOUT = 600  # seconds, for one server's share of a round on one workloa
 TOKEN = re.compile(r"^[\w-]+\.[\w-]+\.[\w-]+$")  # what --print-token must print
 
 OURS, SDK, BARE = "ours (server.py)", "MCP SDK MCPServer + PyJWT", "bare FastMCP (no auth)"
+SDK_ASYNC = f"{SDK}, async tool"
 VARIANT = [str(ROOT / "bench" / "variant.py"), "--undo"]
 SERVERS = {  # row label: script and its flags
     OURS: [str(ROOT / "server.py")],
     SDK: [str(ROOT / "bench" / "sdk_server.py")],
     BARE: [str(ROOT / "bench" / "bare.py")],
-    f"{SDK}, async tool": [str(ROOT / "bench" / "sdk_server.py"), "--async-tool"],
+    SDK_ASYNC: [str(ROOT / "bench" / "sdk_server.py"), "--async-tool"],
     "ours, SSE answers": [*VARIANT, "json"],
     "ours, sync tools": [*VARIANT, "tools"],
     "ours, asyncio loop": [*VARIANT, "uvloop"],
     "ours, no token cache": [*VARIANT, "cache"],
+    "ours, default GC": [*VARIANT, "gc"],
+    "ours, telemetry on": [*VARIANT, "telemetry"],
 }
 
 SESSIONLESS, HANDSHAKE = "sessionless 2026-07-28", "handshake sessions"
@@ -315,17 +319,47 @@ def report(servers: list[Server], rounds: int, calls: int) -> None:
             ]
             print("| " + " | ".join(cells) + " |")
     print()
-    for other, workload in ((SDK, SESSIONLESS), (SDK, HANDSHAKE), (BARE, SESSIONLESS)):
+    for other, workload in (
+        (SDK, SESSIONLESS),
+        (SDK, HANDSHAKE),
+        (SDK_ASYNC, SESSIONLESS),
+        (SDK_ASYNC, HANDSHAKE),
+        (BARE, SESSIONLESS),
+    ):
         ratio = per_call(by_label[OURS], workload) / per_call(by_label[other], workload)
         print(f"ours ÷ {other}, {workload}: {ratio:.3f}")
+    for other in (SDK, SDK_ASYNC):
+        ours, theirs = (by_label[label].figures[SESSIONLESS].latencies for label in (OURS, other))
+        ratio = percentile(ours, 0.99) / percentile(theirs, 0.99)
+        print(f"ours ÷ {other}, p99, {SESSIONLESS}: {ratio:.3f}")
+
+
+def print_token_cost(folder: Path, pairs: int) -> None:
+    """`client.py --print-token` runs for every connection a tool makes (an editor's
+    headersHelper, curl's `$(...)`): its whole-process time against `import jwt` alone, in
+    alternating pairs, each pair's ratio, the median printed."""
+    mint = [sys.executable, str(ROOT / "client.py"), "--print-token"]
+    mint += ["--private-key", str(folder / "private.pem")]
+    bare = [sys.executable, "-c", "import jwt"]
+    ratios = []
+    for _ in range(pairs):
+        seconds = []
+        for command in (mint, bare):
+            started = time.perf_counter()
+            subprocess.run(command, check=True, capture_output=True, timeout=60)
+            seconds.append(time.perf_counter() - started)
+        ratios.append(seconds[0] / seconds[1])
+    median = sorted(ratios)[len(ratios) // 2]
+    label = "client.py --print-token ÷ python -c 'import jwt', whole process"
+    print(f"{label}, median of {pairs} pairs: {median:.2f}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a smoke run, under a minute")
     args = parser.parse_args()
-    # Full: 14 rounds = every server first twice (7 servers), both directions of the rotation.
-    rounds, calls, warmup = (2, 100, 50) if args.quick else (14, 800, 300)
+    # Full: every server first twice, both directions of the rotation.
+    rounds, calls, warmup = (2, 100, 50) if args.quick else (2 * len(SERVERS), 500, 300)
     for stop in (signal.SIGTERM, signal.SIGHUP):  # as Ctrl-C does: the `finally` below runs
         signal.signal(stop, lambda number, frame: sys.exit(f"Error: stopped by signal {number}"))
     servers: list[Server] = []
@@ -334,6 +368,8 @@ def main() -> None:
         run([sys.executable, str(ROOT / "__main__.py"), "keygen", "--dir", str(folder)])
         try:
             start_all(servers, folder)
+            gc.collect()  # the load generator's own full collections (~50 ms) would land in the
+            gc.freeze()  # servers' latencies: its import-time objects are not walked again
             asyncio.run(load(servers, rounds, calls, warmup))
             for srv in servers:
                 srv.rss = srv.rss_mb()
@@ -346,7 +382,9 @@ def main() -> None:
                 except subprocess.TimeoutExpired:
                     srv.proc.kill()
                     srv.proc.wait(timeout=10)
-    report(servers, rounds, calls)
+        report(servers, rounds, calls)
+        print()
+        print_token_cost(folder, 3 if args.quick else 15)
 
 
 if __name__ == "__main__":

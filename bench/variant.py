@@ -2,17 +2,21 @@
 choice is worth. server.py runs as it is (runpy), every rule and log kept; only the one choice is
 patched, before it is imported or just before it serves. A yardstick, not an example to copy.
 
-    uv run bench/variant.py --undo json|tools|uvloop|cache --port 8000 --public-key public.pem
+    uv run bench/variant.py --undo json|tools|uvloop|cache|gc|telemetry --port 8000 \
+        --public-key public.pem
     uv run --with httptools bench/variant.py --undo h11 --port 8000 --public-key public.pem
 
 --undo json        answers as SSE streams, FastMCP's default, instead of plain JSON
 --undo tools       its tools as plain `def`: FastMCP runs each call in a worker thread
 --undo uvloop      the standard asyncio event loop instead of uvloop
 --undo cache       no cache of verified tokens: an RS256 signature check on every request
+--undo gc          CPython's default garbage collector: nothing frozen, gen-0 threshold 700
+--undo telemetry   FastMCP's OpenTelemetry spans on (telemetry_mode "native"), its default
 --undo h11         uvicorn's httptools parser instead of h11 (not a dependency: --with httptools)
 """
 
 import argparse
+import gc
 import runpy
 import sys
 from pathlib import Path
@@ -55,6 +59,15 @@ def undo_json(server: dict) -> None:
     settings.json_response = False  # read when the app is built, which is after this
 
 
+def undo_gc(server: dict) -> None:
+    gc.unfreeze()  # server.py froze its import-time objects and raised gen 0's threshold
+    gc.set_threshold(700, 10, 10)
+
+
+def undo_telemetry(server: dict) -> None:
+    settings.telemetry_mode = "native"  # read on every request
+
+
 def undo_cache() -> None:
     class NoCache(token_cache.TokenCache):  # ttl 0: FastMCP's own way to disable its cache
         def __init__(self, **kwargs) -> None:
@@ -75,15 +88,21 @@ def undo_h11() -> None:
 
 
 BEFORE_IMPORT = {"cache": undo_cache, "h11": undo_h11}
-BEFORE_SERVING = {"tools": undo_tools, "json": undo_json}  # server.py's globals are set here
+BEFORE_SERVING = {  # server.py's globals are set here
+    "tools": undo_tools,
+    "json": undo_json,
+    "gc": undo_gc,
+    "telemetry": undo_telemetry,
+}
+UNDO = ["json", "tools", "uvloop", "cache", "h11", "gc", "telemetry"]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], add_help=False)
-    parser.add_argument("--undo", choices=["json", "tools", "uvloop", "cache", "h11"])
+    parser.add_argument("--undo", choices=UNDO)
     args, rest = parser.parse_known_args()
     if args.undo is None:
-        sys.exit("Error: --undo json|tools|uvloop|cache|h11 is required")
+        sys.exit(f"Error: --undo {'|'.join(UNDO)} is required")
     if args.undo in BEFORE_IMPORT:
         BEFORE_IMPORT[args.undo]()
     run = anyio.run

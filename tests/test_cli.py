@@ -166,11 +166,13 @@ def test_a_busy_port_is_one_line_that_names_it(live_server):
         (["--port", "abc"], "Error: port 'abc': Input should be a valid integer"),
         (["--port", "99999"], "Error: port '99999': Input should be less than 65536"),
         (["--port", "0"], "Error: port '0': Input should be greater than 0"),
-        (["--public-url", "mcp.example.com"], "Error: public_url 'mcp.example.com': String sh"),
-        (["--public-url", "http://x/api"], "Error: public_url 'http://x/api': String should"),
-        (["--public-url", "http://x/mcp?a=1"], "Error: public_url 'http://x/mcp?a=1': String"),
-        (["--issuer", ""], "Error: issuer '': String should match pattern"),
-        (["--jwks-uri", "idp.example/jwks"], "Error: jwks_uri 'idp.example/jwks': String"),
+        (["--public-url", "mcp.example.com"], "Error: public_url 'mcp.example.com': Value error, "),
+        (["--public-url", "http://x/api"], "Error: public_url 'http://x/api': Value error, expec"),
+        (["--public-url", "http://x/mcp?a=1"], "Error: public_url 'http://x/mcp?a=1': Value erro"),
+        (["--issuer", ""], "Error: issuer '': Value error, expected http(s)://HOST[:PORT]/PATH"),
+        (["--jwks-uri", "idp.example/jwks"], "Error: jwks_uri 'idp.example/jwks': Value error"),
+        (["--public-url", "ftp://x/mcp"], "Error: public_url 'ftp://x/mcp': Value error, expect"),
+        (["--issuer", "http://user@idp.example"], "Error: issuer 'http://user@idp.example': V"),
         # Parsed as URLs, not only matched by a pattern (each of these passed the pattern):
         (["--jwks-uri", "http://[::1"], "Error: jwks_uri 'http://[::1': Value error, Invalid IPv6"),
         (["--public-url", "http://[/mcp"], "Error: public_url 'http://[/mcp': Value error, Inval"),
@@ -188,6 +190,27 @@ def test_a_malformed_setting_is_one_error_line(args, says):
 def test_a_malformed_setting_from_the_environment_is_one_error_line():
     line = one_line_error(run(SERVER, env={**os.environ, "MCP_PORT": "eighty"}))
     assert line.startswith("Error: port 'eighty': Input should be a valid integer"), line
+
+
+def test_an_empty_host_is_refused_not_every_interface():
+    line = refusal("server.py", env={"MCP_HOST": ""})
+    assert line.startswith("Error: host '': String should have at least 1 character"), line
+
+
+def test_keygen_over_a_folder_named_public_pem_keeps_the_old_pair(tmp_path):
+    private = tmp_path / "private.pem"
+    cli.write_keys(private, tmp_path / "old-public.pem")
+    (tmp_path / "public.pem").mkdir()
+    old = private.read_bytes()
+    command = [sys.executable, "-m", "fastmcp_auth", "keygen", "--dir", str(tmp_path), "--force"]
+    assert "public.pem: not a file; no key written" in one_line_error(run(command))
+    assert private.read_bytes() == old
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_a_misspelt_flag_is_one_error_line():
+    line = refusal("server.py", "--public-urll", "http://localhost:8000/mcp")
+    assert line.startswith("Error: ") and "--public-urll" in line, line
 
 
 def test_an_unsafe_url_from_the_environment_is_one_error_line():

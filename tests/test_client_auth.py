@@ -37,6 +37,21 @@ def test_credentials_go_to_no_authorization_server_but_the_issuer(keys, secret):
     assert line.endswith(f"it names {[theirs.url]}, not --issuer {ours.url}: nothing sent"), line
 
 
+def test_metadata_served_elsewhere_is_checked_as_well(keys):
+    """RFC 9728 metadata wherever the 401 says it is, not only at the well-known path."""
+    with Fake() as mcp, Fake() as theirs, Fake() as ours:
+        url = mcp.names_authorization_server(theirs.url)
+        document = mcp.routes.pop(("GET", "/.well-known/oauth-protected-resource/mcp"))
+        mcp.routes[("GET", "/meta")] = document
+        challenge = f'Bearer scope="read", resource_metadata="{mcp.url}/meta"'
+        mcp.answer("POST", "/mcp", 401, headers={"WWW-Authenticate": challenge})
+        theirs.acts_as_authorization_server()
+        args = ["--url", url, "--client-id", "c1", "--issuer", ours.url]
+        line = client_py(*args, "--private-key", str(keys / "private.pem"))
+        assert theirs.requests == [], line
+    assert line.endswith(f"it names {[theirs.url]}, not --issuer {ours.url}: nothing sent"), line
+
+
 def test_client_id_without_issuer_is_refused_before_anything_is_sent():
     line = refusal("client.py", "--client-id", "c1")
     assert line == "Error: --client-id needs --issuer: the one server its credentials may go to"
@@ -108,9 +123,10 @@ def test_a_tool_result_reaches_the_terminal_escaped(keys, tmp_path):
     """A hostile MCP server (no auth, FastMCP's own) whose tools answer with escape codes."""
     hostile = tmp_path / "hostile.py"
     hostile.write_text(
-        "import sys\nfrom fastmcp import FastMCP\nmcp = FastMCP('hostile')\n"
+        "import sys\nfrom fastmcp import Context, FastMCP\nmcp = FastMCP('hostile')\n"
         f"TEXT = {ESCAPES!r}\n"
-        "@mcp.tool\nasync def greet(name: str) -> str:\n    return TEXT\n"
+        "@mcp.tool\nasync def greet(name: str, ctx: Context) -> str:\n"
+        "    await ctx.error(TEXT, logger_name=TEXT)\n    return TEXT\n"
         "@mcp.tool\nasync def whoami() -> dict:\n    return {'subject': TEXT}\n"
         "@mcp.tool\nasync def server_config() -> str:\n    return TEXT\n"
         "print('Starting FastMCP server on http://localhost:' + sys.argv[1] + '/mcp', flush=True)\n"
@@ -125,5 +141,7 @@ def test_a_tool_result_reaches_the_terminal_escaped(keys, tmp_path):
         result = run(command, env={**os.environ, "PYTHONIOENCODING": "utf-8"})
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert "\x1b" not in result.stdout and len(lines) == 10, result.stdout
-    assert lines[6] == "💬 Greet result: " + ESCAPES.replace("\x1b", "\\x1b").replace("\n", "\\n")
+    assert "\x1b" not in result.stdout + result.stderr and len(lines) == 11, result.stdout
+    escaped = ESCAPES.replace("\x1b", "\\x1b").replace("\n", "\\n")
+    assert lines[6].startswith(f"📝 error {escaped}: "), lines  # the server's log message
+    assert lines[7] == f"💬 Greet result: {escaped}", lines

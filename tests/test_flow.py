@@ -23,8 +23,8 @@ ORIGINAL_LINES = [
     "📋 Available tools: ['greet', 'whoami', 'server_config']",
     "🎯 Testing greet tool...",
     "💬 Greet result: Hello, FastMCP!",
-    "🪪 Whoami: {'subject': 'example-user', 'scopes': ['read', 'write']}",
     '🔒 Admin tool server_config: HTTP 403, mint with --scopes "read admin" for it',
+    "🪪 Whoami: {'subject': 'example-user', 'scopes': ['read', 'write']}",
     "🔌 Client disconnected: True",  # the original printed is_connected() here: False
 ]
 
@@ -84,6 +84,7 @@ def test_client_py_without_a_server_says_it_could_not_connect(keys):
         (["--expires-in", "soon"], "Error: argument --expires-in: invalid int value"),
         (["--client-id", "me"], "Error: --client-id needs --issuer: the one server"),
         (["--print-token", "--login"], "Error: --print-token mints a token here: not with"),
+        (["--expires-in", "-10"], "Error: --expires-in takes seconds from now: a positive"),
     ],
 )
 def test_a_malformed_client_setting_is_one_line(args, says):
@@ -110,7 +111,7 @@ def test_a_printed_token_satisfies_every_rule_the_server_checks(live_server, key
         options={"require": ["exp", "iat", "iss", "aud", "sub"]},
     )
     assert server.BASE_SCOPE in claims["scope"].split()
-    assert claims["exp"] - claims["iat"] == client.Settings.model_fields["expires_in"].default
+    assert claims["exp"] - claims["iat"] == 5 * 60
     assert live_server.post(token).status_code == 200
 
 

@@ -3,6 +3,8 @@ listed to every token, and a call without its scopes gets HTTP 403 `insufficient
 them, before any tool code runs, on every protocol version the server accepts."""
 
 import asyncio
+import json
+import socket
 
 import httpx
 import pytest
@@ -109,12 +111,50 @@ def test_a_body_over_the_sdks_limit_is_refused_before_it_is_read(live_server, mi
     assert response.status_code == 413, response.text
 
 
-def test_without_a_token_the_admin_call_gets_401_naming_its_scopes(live_server):
+def test_without_a_token_the_admin_call_gets_the_plain_401(live_server):
     response = post(live_server, None, *tools_call(LEGACY, "server_config"))
     assert response.status_code == 401, response.text
     metadata = live_server.url.replace("/mcp", "/.well-known/oauth-protected-resource/mcp")
-    expected = f'Bearer scope="read admin", resource_metadata="{metadata}"'
+    expected = f'Bearer scope="read", resource_metadata="{metadata}"'
     assert response.headers["www-authenticate"] == expected, response.text
+
+
+def test_without_a_token_the_body_is_not_even_read(live_server):
+    """A 401 before the body: no one without a token makes the server buffer or parse 4 MiB."""
+    head = (
+        f"POST /mcp HTTP/1.1\r\nHost: localhost:{live_server.port}\r\n"
+        "Accept: application/json, text/event-stream\r\nContent-Type: application/json\r\n"
+        "Content-Length: 4000000\r\n\r\n[[],[],"  # and the rest never comes
+    )
+    with socket.create_connection(("127.0.0.1", live_server.port), timeout=10) as sock:
+        sock.sendall(head.encode())
+        answer = sock.recv(65536).decode(errors="replace")
+    assert answer.startswith("HTTP/1.1 401 "), answer
+
+
+@pytest.mark.parametrize(
+    "encode",
+    [
+        lambda text: b"\xef\xbb\xbf" + text.encode(),  # a UTF-8 byte order mark
+        lambda text: text.encode("utf-16"),
+        lambda text: text.replace('"arguments"', '"x": "\\ud800", "arguments"').encode(),
+        lambda text: text.replace(
+            '"arguments"', f'"x": {"[" * 300}{"]" * 300}, "arguments"'
+        ).encode(),
+    ],
+    ids=["a BOM", "UTF-16", "a lone surrogate", "300 deep"],
+)
+def test_a_body_this_check_cannot_read_needs_every_tools_scopes(live_server, mint, encode):
+    """The 2026-07-28 path reads bodies with json.loads, which takes these; the check, with the
+    SDK's other parser, does not: it fails closed."""
+    body, headers = tools_call(MODERN, "server_config")
+    sent = {**headers, "Authorization": f"Bearer {mint(scope='read')}"}
+    content = encode(json.dumps(body))
+    response = httpx.post(live_server.url, content=content, headers=sent, timeout=10)
+    assert response.status_code == 403, response.text
+    admin = {**sent, "Authorization": f"Bearer {mint(scope='read admin')}"}
+    served = httpx.post(live_server.url, content=content, headers=admin, timeout=10)
+    assert served.status_code != 403, served.text
 
 
 def test_fastmcps_client_with_a_read_token_is_refused_and_told_nothing_more(live_server, mint):
