@@ -117,11 +117,9 @@ class Http:
         from mcp.client.auth.utils import issuers_match  # here: --print-token must not wait
 
         self.last = answer
-        json_get = answer.request.method == "GET" and "json" in answer.headers.get(
-            "content-type", ""
-        )
-        if not self.issuer or not json_get:  # not RFC 9728 metadata, wherever it is served
-            return
+        is_json = "json" in answer.headers.get("content-type", "")
+        if not self.issuer or answer.request.method != "GET" or not is_json:
+            return  # no RFC 9728 metadata, which may be served at any path: checked below
         await answer.aread()  # its body, for .json(): before any authorization server is asked
         document = answer.json()
         named = document.get("authorization_servers") if isinstance(document, dict) else None

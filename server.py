@@ -29,13 +29,17 @@ from joserfc.errors import InvalidClaimError, JoseError
 from joserfc.jwt import JWTClaimsRegistry
 from mcp.server.transport_security import DEFAULT_MAX_REQUEST_BODY_SIZE, RequestBodyLimitMiddleware
 from pydantic import Field, ValidationError, ValidationInfo, field_validator
-from pydantic_settings import BaseSettings, SettingsError
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 from starlette.middleware import Middleware
 
 
 # ── Settings: each flag has its MCP_* twin: --public-url, MCP_PUBLIC_URL ─────────────────────
-class Settings(BaseSettings, env_prefix="MCP_", cli_kebab_case=True, cli_exit_on_error=False):
+class Settings(BaseSettings):
     """Serve MCP tools behind JWT bearer auth. --public-url: default http://localhost:PORT/mcp."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="MCP_", cli_kebab_case=True, cli_show_env_vars=True, cli_exit_on_error=False
+    )
 
     host: str = Field("127.0.0.1", min_length=1)  # beyond it: a proxy (docs/deploying.md)
     port: int = Field(8000, gt=0, lt=65536)
@@ -117,7 +121,7 @@ class StepUp:
         self.read_whole = RequestBodyLimitMiddleware(self.check, DEFAULT_MAX_REQUEST_BODY_SIZE)
 
     async def __call__(self, scope, receive, send) -> None:
-        signed_in = getattr(scope.get("user"), "is_authenticated", False)  # FastMCP's, just run
+        signed_in = getattr(scope.get("user"), "is_authenticated", False)  # set by FastMCP's auth
         if scope["type"] == "http" and scope["method"] == "POST" and signed_in:
             await self.read_whole(scope, receive, send)
         else:  # no body to check; or no valid token: the route answers 401 unread
@@ -192,7 +196,7 @@ mcp = FastMCP("JWT-protected greeter", auth=auth)
 # Rule: FastMCP's and the MCP SDK's logs in %r: a newline or an escape code that a client put in
 # a claim is escaped; it cannot forge a line. (uvicorn's access log: proxy_headers, below.)
 logging.basicConfig(format="%(levelname)s: %(message)r", force=True)
-logging.getLogger("fastmcp").handlers = logging.getLogger().handlers  # FastMCP's: no propagation
+logging.getLogger("fastmcp").handlers = [*logging.getLogger().handlers]  # it does not propagate
 verifier.logger.setLevel(logging.DEBUG)  # Rule: FastMCP logs a bad signature only at DEBUG
 logging.getLogger("fastmcp.server.mixins.transport").setLevel(logging.WARNING)  # its 2nd URL
 

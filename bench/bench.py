@@ -7,7 +7,8 @@ Servers (each its own process on a free port of 127.0.0.1):
 - ours: server.py as shipped; the SDK's `MCPServer` with a PyJWT verifier (bench/sdk_server.py);
   a bare FastMCP with no auth and every default (bench/bare.py);
 - ours with one choice undone (bench/variant.py): SSE answers instead of JSON, sync tools,
-  asyncio's loop, no token cache, CPython's default GC, FastMCP's telemetry on.
+  asyncio's loop, no token cache, CPython's default GC, FastMCP's telemetry on; and without the
+  step-up check, a rule, to show what it costs.
 
 Workloads, each `tools/call greet` over 10 kept-open HTTP connections, one request in flight on
 each, both measured in the same rounds:
@@ -66,6 +67,7 @@ SERVERS = {  # row label: script and its flags
     "ours, no token cache": [*VARIANT, "cache"],
     "ours, default GC": [*VARIANT, "gc"],
     "ours, telemetry on": [*VARIANT, "telemetry"],
+    "ours, no step-up check": [*VARIANT, "stepup"],
 }
 
 SESSIONLESS, HANDSHAKE = "sessionless 2026-07-28", "handshake sessions"

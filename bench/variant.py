@@ -12,6 +12,8 @@ patched, before it is imported or just before it serves. A yardstick, not an exa
 --undo cache       no cache of verified tokens: an RS256 signature check on every request
 --undo gc          CPython's default garbage collector: nothing frozen, gen-0 threshold 700
 --undo telemetry   FastMCP's OpenTelemetry spans on (telemetry_mode "native"), its default
+--undo stepup      no step-up check: no body read before the SDK's (a rule, not a speed choice:
+                   this row only says what it costs; server_config is then unguarded)
 --undo h11         uvicorn's httptools parser instead of h11 (not a dependency: --with httptools)
 """
 
@@ -19,11 +21,13 @@ import argparse
 import gc
 import runpy
 import sys
+from functools import partial
 from pathlib import Path
 
 import anyio
 import uvicorn
 from fastmcp import settings
+from fastmcp.server.auth import RemoteAuthProvider
 from fastmcp.server.dependencies import get_access_token
 from fastmcp.utilities import token_cache
 
@@ -68,6 +72,11 @@ def undo_telemetry(server: dict) -> None:
     settings.telemetry_mode = "native"  # read on every request
 
 
+def undo_stepup(server: dict) -> None:
+    auth = server["auth"]  # FastMCP asks it for its middleware when it builds the app, later
+    auth.get_middleware = partial(RemoteAuthProvider.get_middleware, auth)
+
+
 def undo_cache() -> None:
     class NoCache(token_cache.TokenCache):  # ttl 0: FastMCP's own way to disable its cache
         def __init__(self, **kwargs) -> None:
@@ -93,8 +102,9 @@ BEFORE_SERVING = {  # server.py's globals are set here
     "json": undo_json,
     "gc": undo_gc,
     "telemetry": undo_telemetry,
+    "stepup": undo_stepup,
 }
-UNDO = ["json", "tools", "uvloop", "cache", "h11", "gc", "telemetry"]
+UNDO = ["json", "tools", "uvloop", "cache", "h11", "gc", "telemetry", "stepup"]
 
 
 def main() -> None:
