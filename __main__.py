@@ -60,12 +60,18 @@ def write_keys(private_path: Path, public_path: Path, force: bool = False) -> No
     # Both keys go to new files first, then are renamed over the old ones: the new private key
     # is never in a file others can read, not even one they opened before --force (writing into
     # the old file would hand it to them through the descriptor they hold), and a failed write
-    # leaves the old pair as it was.
-    new_private = staged(private_path, private_pem)
-    new_public = staged(public_path, public_pem)
-    os.chmod(new_public, 0o644)  # the public key: readable by all, as openssl writes it
-    os.replace(new_public, public_path)
-    os.replace(new_private, private_path)
+    # leaves the old pair as it was, with no stray copy of a key.
+    staged_files = []
+    try:
+        staged_files.append(staged(private_path, private_pem))
+        staged_files.append(staged(public_path, public_pem))
+        os.chmod(staged_files[1], 0o644)  # the public key: readable by all, as openssl writes it
+        os.replace(staged_files[1], public_path)
+        os.replace(staged_files[0], private_path)
+    except OSError as e:
+        for name in staged_files:
+            Path(name).unlink(missing_ok=True)
+        sys.exit(f"Error: {e}: no key pair written")
 
 
 def keygen(argv: list[str]) -> None:
@@ -111,6 +117,11 @@ def started(command: list[str], ready: re.Pattern, env: dict | None = None) -> I
                 proc.kill()
 
 
+def own_environment() -> dict:
+    """This environment without settings meant for another server: the demo sets its own."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("MCP_", "AS_"))}
+
+
 def run_client(*args: str, env: dict | None = None) -> None:
     done = subprocess.run([sys.executable, str(CLIENT), *args], env=env, check=False)
     if done.returncode:
@@ -134,8 +145,9 @@ def demo(argv: list[str]) -> None:
     if authserver:
         return demo_with_authserver(private_path, public_path)
     command = [sys.executable, str(SERVER), "--port", str(free_port())]
-    with started([*command, "--public-key", str(public_path)], BANNER) as url:
-        run_client("--url", url, "--private-key", str(private_path))
+    env = own_environment()
+    with started([*command, "--public-key", str(public_path)], BANNER, env) as url:
+        run_client("--url", url, "--private-key", str(private_path), env=env)
 
 
 def demo_with_authserver(private_path: Path, public_path: Path) -> None:
@@ -156,14 +168,12 @@ def demo_with_authserver(private_path: Path, public_path: Path) -> None:
     issuer, port = f"http://127.0.0.1:{free_port()}", free_port()
     url = f"http://localhost:{port}/mcp"
     node = ["node", str(folder / "server.mjs"), "--issuer", issuer, "--resource", url]
-    node += ["--client-key", str(public_path)]  # the client's public key: all the AS holds
+    node += ["--client-id", "demo-client", "--client-key", str(public_path)]  # all the AS holds
     mcp = [sys.executable, str(SERVER), "--port", str(port), "--issuer", issuer]
     mcp += ["--jwks-uri", f"{issuer}/jwks"]
-    env = {
-        k: v for k, v in os.environ.items() if k not in ("AS_CLIENT_SECRET", "MCP_CLIENT_SECRET")
-    }
+    env = own_environment()
     with started(node, re.compile(r"Authorization server on (\S+)"), env):
-        with started(mcp, BANNER):
+        with started(mcp, BANNER, env):
             client = ["--url", url, "--client-id", "demo-client", "--issuer", issuer]
             run_client(*client, "--private-key", str(private_path), env=env)
 

@@ -26,7 +26,8 @@ MAKE_KEYS = "openssl genpkey -algorithm RSA -out private.pem, and public.pem: RE
 
 
 class Arguments(argparse.ArgumentParser):
-    """argparse, not pydantic-settings: its import alone would make --print-token 2.5x slower."""
+    """argparse, not pydantic-settings: --print-token runs once per connection an editor makes,
+    so it imports little (docs/performance.md times it)."""
 
     def error(self, message: str):  # one line, without argparse's usage line
         sys.exit(f"Error: {message}")
@@ -117,11 +118,14 @@ class Http:
         from mcp.client.auth.utils import issuers_match  # here: --print-token must not wait
 
         self.last = answer
-        is_json = "json" in answer.headers.get("content-type", "")
-        if not self.issuer or answer.request.method != "GET" or not is_json:
-            return  # no RFC 9728 metadata, which may be served at any path: checked below
+        stream = "event-stream" in answer.headers.get("content-type", "")
+        if not self.issuer or answer.request.method != "GET" or stream:
+            return  # not RFC 9728 metadata, which may come at any path, with any content type
         await answer.aread()  # its body, for .json(): before any authorization server is asked
-        document = answer.json()
+        try:
+            document = answer.json()
+        except ValueError:  # not JSON: not metadata the SDK would take either
+            return
         named = document.get("authorization_servers") if isinstance(document, dict) else None
         if named is not None and not any(issuers_match(self.issuer, n) for n in named):
             raise ValueError(f"it names {named}, not --issuer {self.issuer}: nothing sent")
@@ -195,7 +199,7 @@ if __name__ == "__main__":
         sys.exit("Error: --expires-in takes seconds from now: a positive number")
     logging.getLogger("mcp").setLevel(logging.CRITICAL)  # it logs each failure; we say it once
     warnings.filterwarnings("ignore", "Using in-memory token storage")  # this run's only: fine
-    answers = Http(config.issuer if config.client_id else "")
+    answers = Http(config.issuer if config.client_id or config.login else "")  # minting: no pin
     try:
         if config.print_token:  # the token alone: for curl, the Inspector, an editor's config
             print(mint_token(config))

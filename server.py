@@ -27,8 +27,9 @@ from fastmcp.server.dependencies import get_access_token
 from fastmcp.utilities.token_cache import TokenCache
 from joserfc.errors import InvalidClaimError, JoseError
 from joserfc.jwt import JWTClaimsRegistry
+from mcp.server.auth.routes import build_resource_metadata_url
 from mcp.server.transport_security import DEFAULT_MAX_REQUEST_BODY_SIZE, RequestBodyLimitMiddleware
-from pydantic import Field, ValidationError, ValidationInfo, field_validator
+from pydantic import AnyHttpUrl, Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 from starlette.middleware import Middleware
 
@@ -57,10 +58,12 @@ class Settings(BaseSettings):
             return url  # unset: the default applies
         parts = urlsplit(url)
         host = re.fullmatch(r"[\w.:-]+", parts.hostname or "")
-        if parts.scheme not in ("http", "https") or not host or parts.username or parts.port == 0:
+        if parts.scheme not in ("http", "https") or not host or "@" in url or parts.port == 0:
             raise ValueError("expected http(s)://HOST[:PORT]/PATH, HOST a name or an address")
-        if field.field_name == "public_url" and url and f"{parts.path}?{parts.query}" != "/mcp?":
-            raise ValueError("expected the URL clients use: http(s)://HOST[:PORT]/mcp")
+        # The audience is compared as a string: written as FastMCP writes the RFC 9728 `resource`
+        canonical = str(AnyHttpUrl(f"{parts.scheme}://{parts.netloc}/mcp"))
+        if field.field_name == "public_url" and url != canonical:
+            raise ValueError("expected the URL clients use: http(s)://host[:port]/mcp, no query")
         return url  # as typed: `iss` and `aud` are compared as strings
 
 
@@ -71,7 +74,9 @@ except ValidationError as e:  # one line, not a traceback: `--port abc`, `MCP_PO
 except SettingsError as e:  # a flag misspelt: one line, not argparse's usage
     sys.exit(f"Error: {e}")
 PUBLIC_URL = config.public_url or f"http://localhost:{config.port}/mcp"
-METADATA_URL = PUBLIC_URL.removesuffix("/mcp") + "/.well-known/oauth-protected-resource/mcp"
+METADATA_URL = build_resource_metadata_url(
+    AnyHttpUrl(PUBLIC_URL)
+)  # as FastMCP builds it (RFC 9728)
 BASE_SCOPE = "read"  # every request needs it
 ADMIN_SCOPE = "admin"  # flat, as most identity providers: `admin` does not imply `read`
 
@@ -91,7 +96,7 @@ class StrictJWTVerifier(JWTVerifier):
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.verified = TokenCache(ttl_seconds=60, max_size=10_000)  # Speed: RS256 costs ~100 µs
+        self.verified = TokenCache(ttl_seconds=60, max_size=10_000)  # Speed: no RS256 check again
 
     async def load_access_token(self, token: str):
         hit, access = self.verified.get(token)
@@ -155,9 +160,9 @@ class StepUpAuthProvider(RemoteAuthProvider):
 
 
 # ── Objects: the key, the verifier, the auth provider, the server ───────────────────────────
-if config.jwks_uri:  # Rule: FastMCP's ssrf_safe fetch (https, 64 KB, 30 s) except on loopback;
+if config.jwks_uri:  # Rule: FastMCP's ssrf_safe fetch (https, 64 KB, 30 s, no private address)
     jwks = urlsplit(config.jwks_uri)
-    try:  # Rule: loopback by address: `127.evil.example` is anyone's name
+    try:  # Rule: except on loopback, by address: `127.evil.example` is anyone's name
         local = jwks.hostname == "localhost" or ipaddress.ip_address(jwks.hostname).is_loopback
     except ValueError:  # a name, not an address
         local = False
@@ -191,14 +196,15 @@ settings.http_host_origin_protection = True  # Rule: off by default; MCP: server
 # The Host header may name the public URL's host, besides FastMCP's localhost names:
 settings.http_allowed_hosts = [*(settings.http_allowed_hosts or []), urlsplit(PUBLIC_URL).hostname]
 settings.json_response = True  # Speed: JSON, not SSE answers; a tool's progress is not streamed
-settings.telemetry_mode = "off"  # Speed: no OpenTelemetry spans. Tracing? Set it to "native"
+settings.telemetry_mode = "off"  # Speed: no OpenTelemetry spans (env aside). Tracing: "native"
 mcp = FastMCP("JWT-protected greeter", auth=auth)
-# Rule: FastMCP's and the MCP SDK's logs in %r: a newline or an escape code that a client put in
-# a claim is escaped; it cannot forge a line. (uvicorn's access log: proxy_headers, below.)
+# Rule: FastMCP's and the MCP SDK's log messages in %r: a newline or an escape code a client put
+# in a claim is escaped, it cannot forge a line. (uvicorn's access log: proxy_headers, below.)
 logging.basicConfig(format="%(levelname)s: %(message)r", force=True)
 logging.getLogger("fastmcp").handlers = [*logging.getLogger().handlers]  # it does not propagate
 verifier.logger.setLevel(logging.DEBUG)  # Rule: FastMCP logs a bad signature only at DEBUG
-logging.getLogger("fastmcp.server.mixins.transport").setLevel(logging.WARNING)  # its 2nd URL
+# FastMCP's own start line names the bind address, not the URL clients use: one URL, ours.
+logging.getLogger("fastmcp.server.mixins.transport").setLevel(logging.WARNING)
 
 
 # ── Tools: their docstrings are what clients see ────────────────────────────────────────────
@@ -223,12 +229,12 @@ async def server_config() -> dict:
 
 # ── The run ──────────────────────────────────────────────────────────────────────────────────
 if __name__ == "__main__":
-    print(f"Starting FastMCP server on {PUBLIC_URL}", flush=True)
-    # Speed: the p99 tail was CPython's full collections, 60-90 ms each over ~110k objects that
-    # live as long as the server: they are frozen out of it, young objects collected less often.
-    gc.collect()  # first, so that no garbage is frozen
-    gc.freeze()
-    gc.set_threshold(10_000)  # CPython's 700 promotes objects of calls in flight into gen 2
+    print(f"Starting FastMCP server on {PUBLIC_URL}", flush=True)  # `demo` and tests wait for it
+    # Speed: the p99 tail was CPython's full collections, each walking the ~100k objects that
+    # live as long as the server (docs/performance.md, the "default GC" rows).
+    gc.collect()  # first, so that no garbage is kept for good
+    gc.freeze()  # what exists now is never walked again
+    gc.set_threshold(10_000)  # CPython's 700 ages the objects of calls in flight towards gen 2
     # Rule: h11, as httptools reads headers of any size; the access log names the peer, not an
     # X-Forwarded-For that anyone can send (behind nginx, nginx's log has the client).
     uvicorn_config = {"http": "h11", "proxy_headers": False}

@@ -24,16 +24,21 @@ if (!URL.canParse(url ?? '')) {
   process.exit(2);
 }
 const callback = new URL(url).searchParams.get('redirect_uri'); // where the page driving ends
+if (!callback) {
+  log('the authorization URL names no redirect_uri: nothing to drive the login to');
+  process.exit(2);
+}
 const timeout = Number(process.env.BROWSER_TIMEOUT_MS ?? 20000);
 const loopback = (u) => ['localhost', '127.0.0.1', '[::1]'].includes(new URL(u).hostname);
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
-  headless: true,
-  args: ['--no-sandbox'], // run as root in CI containers
-});
+let browser;
 let code = 1;
 try {
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+    headless: true,
+    args: process.getuid?.() === 0 ? ['--no-sandbox'] : [], // Chromium's sandbox refuses root
+  });
   const page = await browser.newPage();
   page.setDefaultTimeout(timeout);
   // Loopback only: the dev pages @import a web font, and nothing here leaves the machine.
@@ -57,6 +62,6 @@ try {
 } catch (error) {
   log(`failed: ${error.message.split('\n')[0]}`);
 } finally {
-  await browser.close();
+  await browser?.close();
   process.exit(code);
 }

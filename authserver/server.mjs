@@ -188,23 +188,27 @@ function buildProvider({ issuer, resources, ttl, ...config }, keys) {
       let size = 0;
       for await (const chunk of ctx.req) {
         size += chunk.length;
-        if (size > 64 * 1024) ctx.throw(413, 'registration too large');
+        if (size > 56 * 1024) ctx.throw(413, 'registration too large'); // oidc-provider's own cap
         chunks.push(chunk);
       }
+      let body;
       try {
-        ctx.req.body = JSON.parse(Buffer.concat(chunks).toString() || '{}'); // oidc-provider takes a parsed body
+        body = JSON.parse(Buffer.concat(chunks).toString() || '{}');
       } catch {
         ctx.throw(400, 'registration is not JSON');
       }
-      delete ctx.req.body.scope;
+      if (typeof body !== 'object' || body === null || Array.isArray(body)) ctx.throw(400, 'registration is not an object');
+      delete body.scope;
+      ctx.req.body = body; // oidc-provider takes a body parsed already (it warns once)
     }
     await next();
   });
   // One line per token, never the token itself.
   provider.on('access_token.issued', (token) => {
-    console.log(`token issued: user ${token.accountId}, client ${token.clientId}, scope "${token.scope}"`);
+    // JSON-quoted: a login name or a client id with a newline cannot forge a line
+    console.log(`token issued: user ${JSON.stringify(token.accountId)}, client ${JSON.stringify(token.clientId)}, scope "${token.scope}"`);
   });
-  provider.on('registration_create.success', (ctx, client) => console.log(`client registered: ${client.clientId}`));
+  provider.on('registration_create.success', (ctx, client) => console.log(`client registered: ${JSON.stringify(client.clientId)}`));
   provider.on('client_credentials.issued', (token) => {
     const scope = token.scope ? `"${token.scope}"` : 'none';
     console.log(
@@ -215,7 +219,7 @@ function buildProvider({ issuer, resources, ttl, ...config }, keys) {
   provider.on('grant.error', (ctx, error) => {
     const client = ctx.oidc?.client?.clientId ?? ctx.oidc?.params?.client_id ?? 'unknown';
     const detail = error.error_detail ? `: ${error.error_detail}` : '';
-    console.log(`token refused: ${error.error} (${error.error_description}${detail}), client ${client}`);
+    console.log(`token refused: ${error.error} (${error.error_description}${detail}), client ${JSON.stringify(client)}`);
   });
   provider.on('server_error', (ctx, error) => console.error(`authserver: server error: ${error.stack}`));
   return provider;

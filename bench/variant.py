@@ -86,7 +86,7 @@ def undo_cache() -> None:
 
 
 def undo_h11() -> None:
-    # server.py passes uvicorn_config={"http": "h11"}; FastMCP builds uvicorn.Config(app, ...)
+    # server.py passes uvicorn_config={"http": "h11", ...}; FastMCP builds uvicorn.Config(app, ...)
     # with it. bench/headers.py measures what h11 protects against.
     config = uvicorn.Config
 

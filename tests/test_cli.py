@@ -178,6 +178,10 @@ def test_a_busy_port_is_one_line_that_names_it(live_server):
         (["--public-url", "http://[/mcp"], "Error: public_url 'http://[/mcp': Value error, Inval"),
         (["--issuer", "http://:80"], "Error: issuer 'http://:80': Value error, expected http(s)"),
         (["--public-url", "http://x:99999/mcp"], "Error: public_url 'http://x:99999/mcp': Value"),
+        (["--public-url", "http://x/mcp#f"], "Error: public_url 'http://x/mcp#f': Value error, e"),
+        (["--public-url", "http://:pw@x/mcp"], "Error: public_url 'http://:pw@x/mcp': Value erro"),
+        # The audience is compared as written: as FastMCP writes the RFC 9728 `resource`
+        (["--public-url", "https://X.com:443/mcp"], "Error: public_url 'https://X.com:443/mcp': "),
         # A wildcard host would turn FastMCP's Host check off:
         (["--public-url", "http://*/mcp"], "Error: public_url 'http://*/mcp': Value error, expe"),
     ],

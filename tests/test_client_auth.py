@@ -37,12 +37,14 @@ def test_credentials_go_to_no_authorization_server_but_the_issuer(keys, secret):
     assert line.endswith(f"it names {[theirs.url]}, not --issuer {ours.url}: nothing sent"), line
 
 
-def test_metadata_served_elsewhere_is_checked_as_well(keys):
-    """RFC 9728 metadata wherever the 401 says it is, not only at the well-known path."""
+@pytest.mark.parametrize("content_type", ["application/json", "text/plain"])
+def test_metadata_served_elsewhere_is_checked_as_well(keys, content_type):
+    """RFC 9728 metadata wherever the 401 says it is, not only at the well-known path, and
+    whatever its content type (the SDK reads it as JSON all the same)."""
     with Fake() as mcp, Fake() as theirs, Fake() as ours:
         url = mcp.names_authorization_server(theirs.url)
-        document = mcp.routes.pop(("GET", "/.well-known/oauth-protected-resource/mcp"))
-        mcp.routes[("GET", "/meta")] = document
+        status, headers, body = mcp.routes.pop(("GET", "/.well-known/oauth-protected-resource/mcp"))
+        mcp.routes[("GET", "/meta")] = (status, {"content-type": content_type}, body)
         challenge = f'Bearer scope="read", resource_metadata="{mcp.url}/meta"'
         mcp.answer("POST", "/mcp", 401, headers={"WWW-Authenticate": challenge})
         theirs.acts_as_authorization_server()

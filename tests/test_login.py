@@ -69,7 +69,7 @@ def test_a_user_logs_in_in_a_real_browser_and_greets(logged_in):
 
 def test_the_403_on_the_admin_tool_makes_the_login_step_up_to_read_admin(logged_in, provider):
     result, pages, issued = logged_in
-    tokens = [line for line in issued.splitlines() if line.startswith("token issued: user alice")]
+    tokens = [line for line in issued.splitlines() if line.startswith('token issued: user "alice"')]
     assert [t.split("scope ")[-1] for t in tokens] == ['"read"', '"read admin"'], issued
     assert pages.count("consent page") == 2, pages  # the user consents to admin, too
     admin = f"🔒 Admin tool server_config: {{'issuer': '{provider.issuer}', 'audience': "
