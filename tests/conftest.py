@@ -26,6 +26,8 @@ from pathlib import Path
 import httpx
 import jwt
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from fastmcp import Client
 from jwt.algorithms import RSAAlgorithm
 
@@ -165,6 +167,27 @@ def run_client(keys: Path, *args: str) -> subprocess.CompletedProcess:
     """Run client.py with the private key in `keys`."""
     command = [sys.executable, str(ROOT / "client.py"), "--private-key", str(keys / "private.pem")]
     return run([*command, *args], env={**os.environ, "PYTHONIOENCODING": "utf-8"})
+
+
+def client_py(*args: str, env: dict | None = None, timeout: float = 120):
+    """Run client.py with `args` and no MCP_CLIENT_SECRET but the one `env` may add."""
+    clean = {k: v for k, v in os.environ.items() if k != "MCP_CLIENT_SECRET"}
+    command = [sys.executable, str(ROOT / "client.py"), *args]
+    return run(command, env={**clean, "PYTHONIOENCODING": "utf-8", **(env or {})}, timeout=timeout)
+
+
+def p256_key(folder: Path) -> Path:
+    """A P-256 key pair in `folder`: ec.pem, the private key (PKCS#8), and ec.pub.pem."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    public = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    (folder / "ec.pub.pem").write_bytes(public)
+    (folder / "ec.pem").write_bytes(private)
+    return folder / "ec.pem"
 
 
 def print_token(keys: Path, url: str, *args: str) -> str:

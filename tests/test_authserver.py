@@ -22,7 +22,7 @@ from fastmcp import Client
 from fastmcp.client.auth import ClientCredentialsOAuthProvider
 
 from authserver import get_token, installed, keygen, make_keys, start
-from conftest import ROOT, free_port, one_line_error, run, running
+from conftest import ROOT, client_py, free_port, one_line_error, run, running
 
 pytestmark = pytest.mark.real
 
@@ -55,13 +55,12 @@ def token(idp, scope: str = "read", resource: str | None = None) -> str:
     return get_token(idp.issuer, CLIENT_ID, SECRET, resource or idp.url, scope)
 
 
-def client_py(idp, *args: str, secret: str = SECRET) -> subprocess.CompletedProcess:
-    """client.py with --client-id, finding the authorization server through the MCP server."""
-    env = {**os.environ, "MCP_CLIENT_SECRET": secret, "PYTHONIOENCODING": "utf-8"}
-    command = [sys.executable, str(ROOT / "client.py"), "--url", idp.url, "--client-id", CLIENT_ID]
-    if "--issuer" not in args:
-        command += ["--issuer", idp.issuer]
-    return run([*command, *args], env=env)
+def with_secret(idp, *args: str, secret: str = SECRET) -> subprocess.CompletedProcess:
+    """client.py with --client-id and its secret, finding the authorization server through the
+    MCP server; --issuer is the idp's unless `args` give another."""
+    pinned = [] if "--issuer" in args else ["--issuer", idp.issuer]
+    command = ["--url", idp.url, "--client-id", CLIENT_ID, *pinned, *args]
+    return client_py(*command, env={"MCP_CLIENT_SECRET": secret})
 
 
 def test_its_tokens_are_rfc_9068_access_tokens_for_our_url(idp):
@@ -94,7 +93,7 @@ def test_a_token_signed_with_a_key_it_never_published_is_refused(idp, tmp_path):
 
 
 def test_client_py_discovers_the_authorization_server_and_greets(idp):
-    result = client_py(idp)
+    result = with_secret(idp)
     assert result.returncode == 0, result.stderr
     assert result.stderr == "", result.stderr  # no deprecation warning: it names the issuer
     lines = result.stdout.splitlines()
@@ -105,7 +104,7 @@ def test_client_py_discovers_the_authorization_server_and_greets(idp):
 
 
 def test_client_py_asks_for_the_admin_scope_and_calls_the_admin_tool(idp):
-    result = client_py(idp, "--scopes", "read admin")
+    result = with_secret(idp, "--scopes", "read admin")
     assert result.returncode == 0, result.stderr
     assert any(
         line.startswith("🔒 Admin tool server_config:") for line in result.stdout.splitlines()
@@ -114,7 +113,7 @@ def test_client_py_asks_for_the_admin_scope_and_calls_the_admin_tool(idp):
 
 def test_asked_for_the_wrong_scope_the_client_asks_again_with_the_challenges(idp):
     before = idp.as_log.read_text()
-    result = client_py(idp, "--scopes", "write")
+    result = with_secret(idp, "--scopes", "write")
     assert result.returncode == 0, result.stderr
     issued = [
         line for line in idp.as_log.read_text()[len(before) :].splitlines() if "issued" in line
@@ -123,19 +122,19 @@ def test_asked_for_the_wrong_scope_the_client_asks_again_with_the_challenges(idp
 
 
 def test_a_wrong_secret_is_one_line_that_says_so(idp):
-    line = one_line_error(client_py(idp, secret="wrong"))
+    line = one_line_error(with_secret(idp, secret="wrong"))
     assert '"error":"invalid_client"' in line, line
 
 
 def test_an_issuer_that_is_not_the_servers_is_refused_before_the_secret_is_sent(idp):
     before = idp.as_log.read_text()
-    line = one_line_error(client_py(idp, "--issuer", "http://127.0.0.1:9"))
+    line = one_line_error(with_secret(idp, "--issuer", "http://127.0.0.1:9"))
     assert line.endswith(f"it names {[idp.issuer]}, not --issuer http://127.0.0.1:9: nothing sent")
     assert "token" not in idp.as_log.read_text()[len(before) :]  # no token request was made
 
 
 def test_print_token_with_client_id_is_refused_in_one_line(idp):
-    line = one_line_error(client_py(idp, "--print-token"))
+    line = one_line_error(with_secret(idp, "--print-token"))
     assert line == "Error: --print-token mints a token here: not with --client-id or --login"
 
 

