@@ -21,7 +21,7 @@ each, both measured in the same rounds:
 
 Server CPU comes from the server process's own accounting (/proc/PID/stat: Linux only).
 
-    uv run bench/bench.py            # about 5 minutes on 2 cores
+    uv run bench/bench.py            # about 7 minutes on 2 cores
     uv run bench/bench.py --quick    # a smoke run: few rounds and calls, under a minute
 """
 

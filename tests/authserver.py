@@ -106,7 +106,7 @@ def browser() -> str:
     if not (AUTHSERVER / "node_modules" / "playwright-core").is_dir():
         unavailable("playwright-core is not installed", "npm ci --prefix authserver")
     if not Path(os.environ.get("CHROMIUM", "/usr/bin/chromium")).exists():
-        unavailable("no Chromium at /usr/bin/chromium", "apt-get install chromium")
+        unavailable("no Chromium at /usr/bin/chromium", "install the chromium package (Debian)")
     return f"node {AUTHSERVER / 'browser.mjs'} %s &"  # &: the client listens meanwhile
 
 

@@ -1,4 +1,4 @@
-"""Helpers to run the example behind a real nginx: install it, make a test CA and a server
+"""Helpers to run the example behind a real nginx: find it, make a test CA and a server
 certificate, fill in deploy/nginx.conf.template, start and stop nginx and the replicas.
 
 Nothing here binds anything but loopback, and every wait has a deadline."""

@@ -83,7 +83,7 @@ def test_the_copy_section_adds_what_the_two_files_import():
 
 
 def test_the_readme_is_a_five_minute_read():
-    assert len(README.encode()) <= 12 * 1024
+    assert len(README.encode()) <= 12_000
 
 
 def test_the_test_suite_writes_nothing_into_the_working_tree():
